@@ -1,0 +1,360 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// A Batch collects calls and notifications to send as one JSON array in one
+// WebSocket message. Build it inside Peer.Batch, or with NewBatch and Send.
+// A Batch is not safe for concurrent use while it is being built.
+type Batch struct {
+	p     *Peer
+	items []batchItem
+	calls []*BatchCall
+	sent  bool
+}
+
+type batchItem struct {
+	method string
+	params any
+	call   *BatchCall // nil for a notification
+}
+
+// BatchCall is the handle of one call in a batch.
+type BatchCall struct {
+	Method string
+	result any
+	err    error
+	done   bool
+}
+
+// Err returns the call's own outcome once the batch has been sent: nil, the
+// *Error the other side answered with, or why the batch failed. Before Send
+// has returned it reports that the call has no outcome yet.
+func (c *BatchCall) Err() error {
+	if !c.done {
+		return errors.New("wsrpc: batch not sent yet")
+	}
+	return c.err
+}
+
+
+// NewBatch returns an empty batch for p.
+func (p *Peer) NewBatch() *Batch { return &Batch{p: p} }
+
+// Call adds a call of method with params; its result is decoded into result
+// (a pointer, or nil) when the batch's answer arrives.
+func (b *Batch) Call(method string, params, result any) *BatchCall {
+	c := &BatchCall{Method: method, result: result}
+	b.items = append(b.items, batchItem{method: method, params: params, call: c})
+	b.calls = append(b.calls, c)
+	return c
+}
+
+// Notify adds a notification of method with params.
+func (b *Batch) Notify(method string, params any) {
+	b.items = append(b.items, batchItem{method: method, params: params})
+}
+
+// Len returns the number of calls and notifications in the batch.
+func (b *Batch) Len() int { return len(b.items) }
+
+// Batch builds a batch with build and sends it when build returns, as one
+// message. It returns when every call in it has its outcome (see
+// BatchCall.Err), or when ctx ends. A batch of notifications only returns as
+// soon as it is written.
+//
+// The returned error is about the batch as a whole (the peer closed, ctx
+// ended, params could not be encoded); each call's own error, such as a
+// JSON-RPC error from the other side, is in its BatchCall.
+func (p *Peer) Batch(ctx context.Context, build func(b *Batch)) error {
+	b := p.NewBatch()
+	build(b)
+	return b.Send(ctx)
+}
+
+// Send sends the batch and waits as Peer.Batch does. A batch is sent once;
+// an empty batch sends nothing.
+func (b *Batch) Send(ctx context.Context) error {
+	if b.sent {
+		return errors.New("wsrpc: batch already sent")
+	}
+	b.sent = true
+	err := b.send(ctx)
+	for _, c := range b.calls {
+		if err != nil && !c.done {
+			c.err = err
+		}
+		c.done = true
+	}
+	return err
+}
+
+func (b *Batch) send(ctx context.Context) error {
+	p := b.p
+	if len(b.items) == 0 {
+		return nil
+	}
+	if len(b.calls) == 0 {
+		return b.sendNotifications(ctx)
+	}
+	if err := p.acquire(ctx); err != nil {
+		return err
+	}
+	defer p.release()
+	n := len(b.calls)
+	c := getCall(n)
+	c.firstID = p.nextID.Add(uint64(n)) - uint64(n) + 1
+	var err error
+	if c.buf, err = b.encode(c.buf, c.firstID); err != nil {
+		putCall(c)
+		return err
+	}
+	if err := p.send(ctx, c); err != nil {
+		return err
+	}
+	for i, bc := range b.calls {
+		bc.done = true
+		if bc.err = c.slots[i].err; bc.err == nil && bc.result != nil {
+			if derr := decodeValue(c.result(i), bc.result, p.cfg.Codec); derr != nil {
+				bc.err = fmt.Errorf("wsrpc: decoding result of %s: %w", bc.Method, derr)
+			}
+		}
+	}
+	putCall(c)
+	return nil
+}
+
+func (b *Batch) sendNotifications(ctx context.Context) error {
+	p := b.p
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	wb := getBuf()
+	defer putBuf(wb)
+	var err error
+	if wb.b, err = b.encode(wb.b[:0], 0); err != nil {
+		return err
+	}
+	if int64(len(wb.b)) > p.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: batch of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(wb.b), p.cfg.MaxMessageSize)
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	return p.write(wb.b)
+}
+
+// encode appends the batch as a JSON array, numbering its calls from id.
+func (b *Batch) encode(buf []byte, id uint64) ([]byte, error) {
+	buf = append(buf, '[')
+	for i, it := range b.items {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if it.call != nil {
+			buf = appendRequestHead(buf, id, it.method)
+			id++
+		} else {
+			buf = appendNotificationHead(buf, it.method)
+		}
+		var err error
+		if buf, err = appendParams(buf, it.params, b.p.cfg.Codec); err != nil {
+			return buf, fmt.Errorf("wsrpc: encoding params of %s: %w", it.method, err)
+		}
+	}
+	return append(buf, ']'), nil
+}
+
+// ---- serving batches ----
+
+// serverBatch is an incoming batch being served. Its items are claimed one
+// at a time by the goroutine that admitted it and by helpers it starts while
+// handler slots are free, so items run concurrently; the goroutine that
+// finishes the last item writes the one array response.
+type serverBatch struct {
+	items   []serverItem
+	next    atomic.Int32 // index of the next unclaimed item
+	left    atomic.Int32 // items not finished
+	workers atomic.Int32 // goroutines in runItems; the last one out recycles
+	replies int          // items that get a response
+	msg     *msgBuf      // the message the items point into
+}
+
+type serverItem struct {
+	env envelope
+	req Request
+	res any
+	err error
+}
+
+var batchPool = sync.Pool{New: func() any { return new(serverBatch) }}
+
+// routeBatch handles a message that is a JSON array: responses to our own
+// calls are completed at once; requests and notifications are admitted as
+// one unit of work.
+func (p *Peer) routeBatch(buf *msgBuf, start int) (work *inbound, kept bool) {
+	b := buf.b
+	end, err := scanValue(b, start, 0)
+	if err != nil || skipSpace(b, end) != len(b) {
+		p.replyError(nil, errorf(CodeParseError, "parse error"))
+		return nil, false
+	}
+	elems := splitArray(nil, b[start:end])
+	switch {
+	case len(elems) == 0:
+		p.replyError(nil, errorf(CodeInvalidRequest, "invalid request: empty batch"))
+		return nil, false
+	case len(elems) > p.cfg.MaxBatch:
+		p.replyError(nil, errorf(CodeInvalidRequest, "invalid request: batch of "+strconv.Itoa(len(elems))+" items exceeds the limit of "+strconv.Itoa(p.cfg.MaxBatch)))
+		return nil, false
+	}
+	sb := batchPool.Get().(*serverBatch)
+	sb.items = sb.items[:0]
+	sb.replies = 0
+	for _, el := range elems {
+		var env envelope
+		if el[0] != '{' {
+			env.invalid = "not an object"
+		} else {
+			parseObject(el, 0, &env)
+		}
+		if env.invalid == "" && !env.isRequest() {
+			p.complete(&env)
+			continue
+		}
+		if env.id != nil || env.invalid != "" {
+			sb.replies++
+		}
+		sb.items = append(sb.items, serverItem{env: env})
+	}
+	if len(sb.items) == 0 {
+		sb.release()
+		return nil, false
+	}
+	sb.next.Store(0)
+	sb.left.Store(int32(len(sb.items)))
+	sb.workers.Store(1)
+	in := inboundPool.Get().(*inbound)
+	in.msg = buf
+	in.batch = sb
+	return p.admit(in)
+}
+
+// serveBatch runs the items of in's batch, with helpers while handler slots
+// are free. The batch takes over in's buffer: whoever finishes the last item
+// writes the response and releases it.
+func (p *Peer) serveBatch(in *inbound) {
+	sb := in.batch
+	sb.msg = in.msg
+	in.batch, in.msg = nil, nil
+	p.runItems(sb)
+}
+
+// runItems claims and runs items until none is left unclaimed. Before each
+// item, while another one waits, it offers the rest to a helper goroutine if
+// a handler slot is free.
+func (p *Peer) runItems(sb *serverBatch) {
+	n := len(sb.items)
+	defer func() {
+		if sb.workers.Add(-1) == 0 {
+			sb.release()
+		}
+	}()
+	for {
+		i := int(sb.next.Add(1)) - 1
+		if i >= n {
+			return
+		}
+		if i+1 < n {
+			p.startHelper(sb)
+		}
+		it := &sb.items[i]
+		if it.env.invalid != "" {
+			it.req.ID = readableID(&it.env)
+			it.err = errorf(CodeInvalidRequest, "invalid request: "+it.env.invalid)
+		} else {
+			it.res, it.err = p.dispatch(&it.env, &it.req)
+		}
+		if sb.left.Add(-1) == 0 {
+			p.finishBatch(sb)
+		}
+	}
+}
+
+func (p *Peer) startHelper(sb *serverBatch) {
+	p.mu.Lock()
+	if p.closing || p.running >= p.cfg.MaxHandlers {
+		p.mu.Unlock()
+		return
+	}
+	p.running++
+	p.goroutines++
+	p.mu.Unlock()
+	sb.workers.Add(1)
+	go func() {
+		p.runItems(sb)
+		p.serve(p.nextQueued(nil))
+	}()
+}
+
+// finishBatch writes the batch's one response, then releases the batch.
+func (p *Peer) finishBatch(sb *serverBatch) {
+	if sb.replies > 0 {
+		wb := getBuf()
+		wb.b = p.appendBatchResponse(wb.b[:0], sb)
+		p.write(wb.b)
+		putBuf(wb)
+	}
+}
+
+// appendBatchResponse appends the array of responses, in item order, to
+// the items that get one. Past Options.MaxBatchResponse bytes an item's
+// result is replaced by a CodeResponseTooLarge error with its own id.
+func (p *Peer) appendBatchResponse(b []byte, sb *serverBatch) []byte {
+	start := len(b)
+	b = append(b, '[')
+	for i := range sb.items {
+		it := &sb.items[i]
+		if it.env.id == nil && it.env.invalid == "" {
+			continue // notification
+		}
+		if len(b) > start+1 {
+			b = append(b, ',')
+		}
+		budget := p.cfg.MaxBatchResponse - (len(b) - start) - 1
+		b = appendResponse(b, &it.req, it.res, it.err, p.cfg.Codec, budget, p.cfg)
+	}
+	return append(b, ']')
+}
+
+// replyAll answers every item of a batch that was not admitted with e.
+func (sb *serverBatch) replyAll(p *Peer, e *Error) {
+	if sb.replies == 0 {
+		return
+	}
+	for i := range sb.items {
+		it := &sb.items[i]
+		it.req.ID = readableID(&it.env)
+		it.err = e
+	}
+	wb := getBuf()
+	wb.b = p.appendBatchResponse(wb.b[:0], sb)
+	p.write(wb.b)
+	putBuf(wb)
+}
+
+func (sb *serverBatch) release() {
+	if sb.msg != nil {
+		putBuf(sb.msg)
+		sb.msg = nil
+	}
+	clear(sb.items)
+	sb.items = sb.items[:0]
+	batchPool.Put(sb)
+}

@@ -1,0 +1,246 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// call is one outgoing request, or one batch of them, awaiting answers. Its
+// ids are firstID .. firstID+len(slots)-1. Each id is completed exactly once:
+// by its response, by the caller giving up, or by the peer closing. Whoever
+// completes the last one signals done (unless it is the waiter itself).
+type call struct {
+	firstID   uint64
+	slots     []slot
+	remaining atomic.Int32
+	done      chan struct{}
+	arena     []byte // raw results, appended by the reading goroutine
+	buf       []byte // the request message
+}
+
+type slot struct {
+	off, n int   // result in arena
+	err    error // *Error from the other side, or ErrClosed
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func getCall(n int) *call {
+	c := callPool.Get().(*call)
+	if cap(c.slots) < n {
+		c.slots = make([]slot, n)
+	}
+	c.slots = c.slots[:n]
+	clear(c.slots)
+	c.arena = c.arena[:0]
+	c.buf = c.buf[:0]
+	c.remaining.Store(int32(n))
+	return c
+}
+
+func putCall(c *call) {
+	if cap(c.arena) > maxPooledBuf || cap(c.buf) > maxPooledBuf {
+		return
+	}
+	callPool.Put(c)
+}
+
+func (c *call) result(i int) []byte {
+	s := c.slots[i]
+	return c.arena[s.off : s.off+s.n]
+}
+
+// Call calls method on the other side with params (nil for none; anything
+// that encodes to a JSON array or object) and decodes the result into result
+// (a pointer; nil to discard it).
+//
+// ctx bounds only the wait: when it ends, Call returns ctx.Err() at once,
+// a late response is dropped, and the connection stays up. A JSON-RPC error
+// from the other side is returned as an *Error; a closed peer as an error
+// wrapping ErrClosed.
+func (p *Peer) Call(ctx context.Context, method string, params, result any) error {
+	if err := p.acquire(ctx); err != nil {
+		return err
+	}
+	defer p.release()
+	c := getCall(1)
+	c.firstID = p.nextID.Add(1)
+	var err error
+	c.buf = appendRequestHead(c.buf, c.firstID, method)
+	if c.buf, err = appendParams(c.buf, params, p.cfg.Codec); err != nil {
+		putCall(c)
+		return fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
+	}
+	if err := p.send(ctx, c); err != nil {
+		return err
+	}
+	err = c.slots[0].err
+	if err == nil && result != nil {
+		if derr := decodeValue(c.result(0), result, p.cfg.Codec); derr != nil {
+			err = fmt.Errorf("wsrpc: decoding result of %s: %w", method, derr)
+		}
+	}
+	putCall(c)
+	return err
+}
+
+// Call calls method on p and returns its result decoded as an R. It is
+// Peer.Call for callers who prefer a return value to an out parameter.
+func Call[R any](ctx context.Context, p *Peer, method string, params any) (R, error) {
+	var r R
+	err := p.Call(ctx, method, params, &r)
+	return r, err
+}
+
+// acquire takes one of the MaxPending slots, waiting for ctx if none is
+// free.
+func (p *Peer) acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return p.Err()
+	}
+}
+
+func (p *Peer) release() { <-p.slots }
+
+// send registers c's ids, writes c.buf and waits until every id is
+// completed or ctx ends. On a nil return, c's slots hold the outcomes and the
+// caller owns c; on an error, c has been recycled.
+func (p *Peer) send(ctx context.Context, c *call) error {
+	if int64(len(c.buf)) > p.cfg.MaxMessageSize {
+		putCall(c)
+		return fmt.Errorf("%w: request of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(c.buf), p.cfg.MaxMessageSize)
+	}
+	n := uint64(len(c.slots))
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		putCall(c)
+		return p.err
+	}
+	for id := c.firstID; id < c.firstID+n; id++ {
+		p.pending[id] = c
+	}
+	p.mu.Unlock()
+
+	// A failed write closes the peer, which completes c's ids with
+	// ErrClosed; the wait below sees that.
+	p.write(c.buf)
+
+	if ctx.Done() == nil {
+		<-c.done
+		return nil
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		p.abandon(c)
+		return ctx.Err()
+	}
+}
+
+// abandon completes c's unanswered ids on behalf of a caller that stopped
+// waiting, then recycles c once no one else can touch it.
+func (p *Peer) abandon(c *call) {
+	removed := int32(0)
+	p.mu.Lock()
+	for id := c.firstID; id < c.firstID+uint64(len(c.slots)); id++ {
+		if p.pending[id] == c {
+			delete(p.pending, id)
+			removed++
+		}
+	}
+	p.mu.Unlock()
+	if removed == 0 || c.remaining.Add(-removed) != 0 {
+		// The reader or shutdown completes the last id and signals.
+		<-c.done
+	}
+	putCall(c)
+}
+
+// complete routes a response to the call that issued its id. A response to
+// an id never issued, already answered, or of another type (the string "7"
+// for 7) completes nothing.
+func (p *Peer) complete(env *envelope) {
+	id, ok := parseUintID(env.id)
+	var c *call
+	if ok {
+		p.mu.Lock()
+		if c = p.pending[id]; c != nil {
+			delete(p.pending, id)
+		}
+		p.mu.Unlock()
+	}
+	if c == nil {
+		p.cfg.log.Debug("wsrpc: dropped a response to no pending call", "id", string(env.id))
+		return
+	}
+	// The id is ours alone now: nobody else writes this slot or the arena
+	// until remaining says so.
+	s := &c.slots[id-c.firstID]
+	if env.err != nil {
+		s.err = decodeRemoteError(env.err)
+	} else {
+		s.off = len(c.arena)
+		c.arena = append(c.arena, env.result...)
+		s.n = len(env.result)
+	}
+	if c.remaining.Add(-1) == 0 {
+		c.done <- struct{}{}
+	}
+}
+
+// decodeRemoteError decodes an error object; a malformed one still becomes
+// an *Error, so callers always get one.
+func decodeRemoteError(raw []byte) *Error {
+	var w struct {
+		Code    *int64          `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil || w.Code == nil {
+		return &Error{Code: CodeInternalError, Message: "malformed error object", Data: append(json.RawMessage(nil), raw...)}
+	}
+	e := &Error{Code: *w.Code, Message: w.Message}
+	if len(w.Data) > 0 {
+		e.Data = w.Data
+	}
+	return e
+}
+
+// Notify sends a notification: method with params, no response expected.
+// It returns once the message is written. ctx is only checked before
+// writing: a write in progress is bounded by Options.WriteTimeout, never by
+// ctx, so that cancelling cannot break the connection mid-message.
+func (p *Peer) Notify(ctx context.Context, method string, params any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	wb := getBuf()
+	defer putBuf(wb)
+	wb.b = appendNotificationHead(wb.b[:0], method)
+	var err error
+	if wb.b, err = appendParams(wb.b, params, p.cfg.Codec); err != nil {
+		return fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
+	}
+	if int64(len(wb.b)) > p.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(wb.b), p.cfg.MaxMessageSize)
+	}
+	return p.write(wb.b)
+}

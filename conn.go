@@ -1,0 +1,197 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// transport is the seam between a Peer and its connection: whole messages
+// in and out. A Peer reads from one goroutine at a time and serialises its
+// writes; a transport never sees a caller's context.
+type transport interface {
+	// readMessage reads the next data message, appending it to buf[:0].
+	readMessage(buf []byte) ([]byte, error)
+	// writeMessage writes b as one text message.
+	writeMessage(b []byte) error
+	// ping sends a ping and waits, bounded by ctx, for its pong.
+	ping(ctx context.Context) error
+	// close performs the closing handshake with code and reason (bounded
+	// by the transport) and releases the connection.
+	close(code websocket.StatusCode, reason string) error
+	// closeNow drops the connection at once, without a handshake.
+	closeNow() error
+}
+
+// errMessageTimeout is the cause of a peer closed because a message did not
+// finish arriving within Options.MessageTimeout.
+var errMessageTimeout = errors.New("wsrpc: message did not complete in time")
+
+// wsTransport is a transport over a github.com/coder/websocket connection.
+//
+// coder/websocket closes the connection when the context of a Read or Write
+// is cancelled, so it is only ever given context.Background(); time limits
+// are timers that close the connection on purpose, never contexts that
+// close it by accident.
+type wsTransport struct {
+	c          *websocket.Conn
+	msgTimeout time.Duration
+	msgTimer   *time.Timer
+	timedOut   atomic.Bool
+}
+
+func newWSTransport(c *websocket.Conn, cfg *config) *wsTransport {
+	c.SetReadLimit(cfg.MaxMessageSize)
+	t := &wsTransport{c: c, msgTimeout: cfg.MessageTimeout}
+	t.msgTimer = time.AfterFunc(time.Hour, func() {
+		t.timedOut.Store(true)
+		t.c.CloseNow()
+	})
+	t.msgTimer.Stop()
+	return t
+}
+
+func (t *wsTransport) readMessage(buf []byte) ([]byte, error) {
+	_, r, err := t.c.Reader(context.Background())
+	if err != nil {
+		return buf[:0], t.readErr(err)
+	}
+	t.msgTimer.Reset(t.msgTimeout)
+	buf, err = readAll(buf[:0], r)
+	t.msgTimer.Stop()
+	if err != nil {
+		return buf, t.readErr(err)
+	}
+	return buf, nil
+}
+
+// readErr names the cause of a failed read in wsrpc's terms.
+func (t *wsTransport) readErr(err error) error {
+	switch {
+	case t.timedOut.Load():
+		return errMessageTimeout
+	case errors.Is(err, websocket.ErrMessageTooBig),
+		websocket.CloseStatus(err) == websocket.StatusMessageTooBig:
+		return errors.Join(ErrMessageTooBig, err)
+	}
+	return err
+}
+
+func (t *wsTransport) writeMessage(b []byte) error {
+	return t.c.Write(context.Background(), websocket.MessageText, b)
+}
+
+func (t *wsTransport) ping(ctx context.Context) error { return t.c.Ping(ctx) }
+
+func (t *wsTransport) close(code websocket.StatusCode, reason string) error {
+	t.msgTimer.Stop()
+	return t.c.Close(code, reason)
+}
+
+func (t *wsTransport) closeNow() error {
+	t.msgTimer.Stop()
+	return t.c.CloseNow()
+}
+
+// readAll appends the rest of r to b, growing it as needed.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// ---- in-memory transport ----
+
+// pipeEnd is one end of an in-memory transport pair: messages go through
+// buffered channels, like a socket with a small send buffer. Tests use it to
+// run peers without sockets (and under testing/synctest); benchmarks use it
+// to measure wsrpc without the network.
+type pipeEnd struct {
+	in, out chan []byte
+	shared  *pipeShared
+	// deaf makes ping on the other end wait for ever, as a peer that
+	// stopped answering.
+	deaf atomic.Bool
+	peer *pipeEnd
+}
+
+type pipeShared struct {
+	once   sync.Once
+	closed chan struct{}
+	err    error // *websocket.CloseError seen by both ends
+}
+
+// newPipe returns two connected in-memory transports. buffer is the number
+// of messages each direction holds before a write blocks.
+func newPipe(buffer int) (*pipeEnd, *pipeEnd) {
+	sh := &pipeShared{closed: make(chan struct{})}
+	ab, ba := make(chan []byte, buffer), make(chan []byte, buffer)
+	a := &pipeEnd{in: ba, out: ab, shared: sh}
+	b := &pipeEnd{in: ab, out: ba, shared: sh}
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func (p *pipeEnd) readMessage(buf []byte) ([]byte, error) {
+	select {
+	case m := <-p.in:
+		return append(buf[:0], m...), nil
+	case <-p.shared.closed:
+		return buf[:0], p.shared.err
+	}
+}
+
+func (p *pipeEnd) writeMessage(b []byte) error {
+	m := append([]byte(nil), b...)
+	select {
+	case p.out <- m:
+		return nil
+	case <-p.shared.closed:
+		return net.ErrClosed
+	}
+}
+
+func (p *pipeEnd) ping(ctx context.Context) error {
+	if !p.peer.deaf.Load() {
+		select {
+		case <-p.shared.closed:
+			return net.ErrClosed
+		default:
+			return nil
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.shared.closed:
+		return net.ErrClosed
+	}
+}
+
+func (p *pipeEnd) close(code websocket.StatusCode, reason string) error {
+	p.shared.once.Do(func() {
+		p.shared.err = websocket.CloseError{Code: code, Reason: reason}
+		close(p.shared.closed)
+	})
+	return nil
+}
+
+func (p *pipeEnd) closeNow() error {
+	return p.close(websocket.StatusAbnormalClosure, "")
+}

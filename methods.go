@@ -1,0 +1,369 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// MaxMethodNameLen bounds the length of a registered method name.
+const MaxMethodNameLen = 256
+
+// A Request is one call or notification as a Handler sees it.
+type Request struct {
+	// Method is the method name.
+	Method string
+	// Params is the raw params member (nil when absent). It is only valid
+	// until the handler returns; copy it to keep it.
+	Params json.RawMessage
+	// ID is the raw id, byte for byte as the caller sent it; nil for a
+	// notification. Valid only until the handler returns.
+	ID json.RawMessage
+
+	peer  *Peer
+	codec Codec
+	// trusted is a params copy the typed decoder made; a result that is
+	// this very slice needs no second validation.
+	trusted []byte
+}
+
+// IsNotification reports whether the caller expects no response.
+func (r *Request) IsNotification() bool { return r.ID == nil }
+
+// Peer returns the peer the request arrived on, or nil for a request that
+// came over HTTP POST.
+func (r *Request) Peer() *Peer { return r.peer }
+
+// A Handler serves one method. Its result is encoded as the response's
+// result. An *Error it returns is sent as is; any other error is sent as
+// CodeInternalError with a generic message, and logged locally.
+//
+// ctx is cancelled when the peer closes. PeerFromContext(ctx) returns the
+// calling peer.
+type Handler func(ctx context.Context, req *Request) (result any, err error)
+
+// Middleware wraps a Handler. See Methods.Use for the order in which
+// middleware runs.
+type Middleware func(next Handler) Handler
+
+// Methods is a table of methods served to the other side of a connection. A
+// Peer or a Server uses one; one table may serve many peers. Its methods are
+// safe for concurrent use, and methods may be added while it is serving.
+//
+// The zero Methods is an empty table ready to use.
+type Methods struct {
+	mu         sync.RWMutex
+	table      map[string]*method
+	middleware []Middleware
+}
+
+type method struct {
+	name     string
+	declared bool // declared with a descriptor but not implemented yet
+	handler  Handler
+	local    []Middleware
+	chain    Handler // middleware applied
+}
+
+// NewMethods returns an empty method table.
+func NewMethods() *Methods { return &Methods{} }
+
+// checkName panics on names that may not be registered: empty, longer than
+// MaxMethodNameLen, or in the "rpc." namespace the specification reserves.
+func checkName(name string) {
+	switch {
+	case name == "":
+		panic("wsrpc: empty method name")
+	case len(name) > MaxMethodNameLen:
+		panic("wsrpc: method name longer than " + strconv.Itoa(MaxMethodNameLen) + " bytes")
+	case strings.HasPrefix(name, "rpc."):
+		panic("wsrpc: method names beginning with \"rpc.\" are reserved: " + name)
+	}
+}
+
+// Handle registers h for name, with optional middleware that applies to this
+// method only. It panics if the name is invalid (empty, too long, or in the
+// reserved "rpc." namespace) or already registered, as http.ServeMux does:
+// these are programming errors.
+func (m *Methods) Handle(name string, h Handler, mw ...Middleware) {
+	checkName(name)
+	if h == nil {
+		panic("wsrpc: nil handler for " + name)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.table == nil {
+		m.table = map[string]*method{}
+	}
+	if old := m.table[name]; old != nil && !old.declared {
+		panic("wsrpc: method registered twice: " + name)
+	}
+	me := &method{name: name, handler: h, local: mw}
+	me.chain = m.compose(me)
+	m.table[name] = me
+}
+
+// HandleRaw registers a handler that takes the params as raw JSON (nil when
+// absent). The slice is only valid until fn returns.
+func (m *Methods) HandleRaw(name string, fn func(ctx context.Context, params json.RawMessage) (any, error), mw ...Middleware) {
+	m.Handle(name, func(ctx context.Context, req *Request) (any, error) {
+		return fn(ctx, req.Params)
+	}, mw...)
+}
+
+// Use adds middleware that wraps every method of the table, those already
+// registered and those to come. Middleware runs in the order it was added:
+// the first added is the outermost. Table-wide middleware runs before the
+// middleware given to Handle for one method.
+func (m *Methods) Use(mw ...Middleware) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.middleware = append(m.middleware, mw...)
+	for _, me := range m.table {
+		if !me.declared {
+			me.chain = m.compose(me)
+		}
+	}
+}
+
+func (m *Methods) compose(me *method) Handler {
+	h := me.handler
+	for i := len(me.local) - 1; i >= 0; i-- {
+		h = me.local[i](h)
+	}
+	for i := len(m.middleware) - 1; i >= 0; i-- {
+		h = m.middleware[i](h)
+	}
+	return h
+}
+
+// lookup returns the method registered for name, or nil.
+func (m *Methods) lookup(name []byte) *method {
+	if m == nil {
+		return nil
+	}
+	m.mu.RLock()
+	me := m.table[string(name)]
+	m.mu.RUnlock()
+	if me == nil || me.declared {
+		return nil
+	}
+	return me
+}
+
+// Names returns the names of the methods the table serves, sorted.
+func (m *Methods) Names() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var names []string
+	for n, me := range m.table {
+		if !me.declared {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Register adds a typed method to m. The params are decoded into P:
+//
+//   - a JSON object maps to named arguments: the fields of a struct P by
+//     their json tags (or the keys of a map P);
+//   - a JSON array maps to positional arguments: the exported fields of a
+//     struct P in declaration order (fewer elements leave the rest zero),
+//     the elements of a slice or array P, or, for any other P, the single
+//     element of a one-element array;
+//   - absent params leave P its zero value.
+//
+// Params of the wrong shape or type are answered with CodeInvalidParams and
+// a message naming the offending argument, never a Go type. The result R is
+// encoded with encoding/json (or the peer's Codec). All reflection happens
+// here, once.
+//
+// Register panics under the same conditions as Methods.Handle.
+func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, params P) (R, error), mw ...Middleware) {
+	dec := newParamsDecoder[P]()
+	m.Handle(name, func(ctx context.Context, req *Request) (any, error) {
+		var p P
+		if err := dec.decode(req, &p); err != nil {
+			return nil, err
+		}
+		return fn(ctx, p)
+	}, mw...)
+}
+
+// paramsDecoder maps JSON params onto a P, following the rules of Register.
+type paramsDecoder[P any] struct {
+	shape  shape
+	fields []string // json names of a struct's positional fields
+	arrLen int      // length of a Go array P
+	raw    bool     // P is json.RawMessage
+}
+
+type shape int
+
+const (
+	shapeAny    shape = iota // interface: whatever the JSON is
+	shapeStruct              // object by name, array by position
+	shapeList                // slice or array: array only
+	shapeMap                 // map: object only
+	shapeScalar              // single value: one-element array
+)
+
+var rawMessageType = reflect.TypeFor[json.RawMessage]()
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+func newParamsDecoder[P any]() *paramsDecoder[P] {
+	d := &paramsDecoder[P]{}
+	t := reflect.TypeFor[P]()
+	if t == rawMessageType {
+		d.raw = true
+		return d
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return d // shapeAny: the type decides for itself
+	}
+	et := t
+	for et.Kind() == reflect.Pointer {
+		et = et.Elem()
+	}
+	switch et.Kind() {
+	case reflect.Interface:
+		d.shape = shapeAny
+	case reflect.Struct:
+		d.shape = shapeStruct
+		d.fields = positionalFields(et)
+	case reflect.Slice:
+		d.shape = shapeList
+		d.arrLen = -1
+	case reflect.Array:
+		d.shape = shapeList
+		d.arrLen = et.Len()
+	case reflect.Map:
+		d.shape = shapeMap
+	default:
+		d.shape = shapeScalar
+	}
+	return d
+}
+
+// positionalFields lists the json names of t's exported fields in
+// declaration order, as encoding/json would name them.
+func positionalFields(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Name
+		if tag, ok := f.Tag.Lookup("json"); ok {
+			n, _, _ := strings.Cut(tag, ",")
+			if n == "-" {
+				continue
+			}
+			if n != "" {
+				name = n
+			}
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+var errParamsShape = &Error{Code: CodeInvalidParams, Message: "invalid params"}
+
+func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
+	params := req.Params
+	if len(params) == 0 || string(params) == "null" {
+		return nil
+	}
+	codec := req.codec
+	if d.raw {
+		cp := append(json.RawMessage(nil), params...)
+		req.trusted = cp
+		*p = any(cp).(P)
+		return nil
+	}
+	isArray := params[0] == '['
+	switch d.shape {
+	case shapeStruct:
+		if isArray {
+			return d.decodePositional(params, p, codec)
+		}
+	case shapeList:
+		if !isArray {
+			return &Error{Code: CodeInvalidParams, Message: "invalid params: expected an array of arguments"}
+		}
+		if d.arrLen >= 0 {
+			if n := len(splitArray(nil, params)); n > d.arrLen {
+				return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", d.arrLen, n)}
+			}
+		}
+	case shapeMap:
+		if isArray {
+			return &Error{Code: CodeInvalidParams, Message: "invalid params: expected named arguments (an object)"}
+		}
+	case shapeScalar:
+		if !isArray {
+			return &Error{Code: CodeInvalidParams, Message: "invalid params: expected an array of one argument"}
+		}
+		elems := splitArray(nil, params)
+		if len(elems) != 1 {
+			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected 1 argument, got %d", len(elems))}
+		}
+		params = elems[0]
+	}
+	return paramsError(decodeValue(params, p, codec))
+}
+
+// decodePositional maps a JSON array onto a struct's fields in order by
+// rewriting it as the equivalent object: one decode, no reflection per call.
+func (d *paramsDecoder[P]) decodePositional(params []byte, p *P, codec Codec) error {
+	elems := splitArray(make([][]byte, 0, len(d.fields)), params)
+	if len(elems) > len(d.fields) {
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", len(d.fields), len(elems))}
+	}
+	obj := make([]byte, 0, len(params)+16*len(elems))
+	obj = append(obj, '{')
+	for i, e := range elems {
+		if i > 0 {
+			obj = append(obj, ',')
+		}
+		obj = appendString(obj, d.fields[i])
+		obj = append(obj, ':')
+		obj = append(obj, e...)
+	}
+	obj = append(obj, '}')
+	return paramsError(decodeValue(obj, p, codec))
+}
+
+// paramsError turns a decoding error into CodeInvalidParams with a message
+// that names the argument and the JSON kind received, never a Go type.
+func paramsError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		msg := "invalid params: wrong type"
+		if te.Field != "" {
+			msg += " for " + strconv.Quote(te.Field)
+		}
+		if te.Value != "" {
+			msg += " (got " + te.Value + ")"
+		}
+		return &Error{Code: CodeInvalidParams, Message: msg}
+	}
+	return errParamsShape
+}

@@ -1,0 +1,169 @@
+package wsrpc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Defaults for the zero fields of Options. See the Limits section of the
+// package documentation for why each was chosen.
+const (
+	DefaultMaxMessageSize   = 4 << 20
+	DefaultMaxBatch         = 100
+	DefaultMaxHandlers      = 32
+	DefaultMaxQueued        = 256
+	DefaultMaxNotifications = 1024
+	DefaultMaxPending       = 256
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultPingInterval     = 20 * time.Second
+	DefaultPingTimeout      = 10 * time.Second
+	DefaultMessageTimeout   = 30 * time.Second
+	DefaultMaxConnections   = 10000
+)
+
+// Codec marshals and unmarshals params and results. The JSON-RPC envelope
+// itself is always written and read by wsrpc. Marshal must produce valid
+// JSON.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// Options configure a Peer, and a Server's peers. A nil *Options, and every
+// zero field, means the default. Options must not be modified after use.
+type Options struct {
+	// Methods is the table served to the other side. Nil serves nothing:
+	// every request is answered with CodeMethodNotFound.
+	Methods *Methods
+
+	// Logger receives what must not go on the wire: handler errors that
+	// are not *Error, recovered panics, protocol violations of the other
+	// side. Nil logs nothing.
+	Logger *slog.Logger
+
+	// Codec encodes params and results. Nil uses encoding/json.
+	Codec Codec
+
+	// MaxMessageSize bounds one incoming message, and the messages this
+	// peer agrees to send. A peer that sends more is closed with status
+	// 1009. Default 4 MiB.
+	MaxMessageSize int64
+	// MaxBatch bounds the items of one incoming batch; a larger batch is
+	// answered with one CodeInvalidRequest error. Default 100.
+	MaxBatch int
+	// MaxBatchResponse bounds the bytes of one batch response; items past
+	// it are answered with CodeResponseTooLarge. Default MaxMessageSize.
+	MaxBatchResponse int
+	// MaxHandlers bounds the requests (single or batch) served at once by
+	// one peer. Default 32.
+	MaxHandlers int
+	// MaxQueued bounds the requests waiting for a handler slot; a request
+	// beyond it is answered with CodeServerBusy. Default 256.
+	MaxQueued int
+	// MaxNotifications bounds the notifications waiting to be handled; a
+	// peer that floods past it is closed with status 1008. Default 1024.
+	MaxNotifications int
+	// MaxPending bounds this peer's own calls awaiting a response; Call
+	// waits for a free slot (respecting its ctx). Default 256.
+	MaxPending int
+
+	// WriteTimeout bounds one message write; a peer that does not read
+	// is closed when it passes. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is the time between keepalive pings; a negative value
+	// disables them. Default 20s.
+	PingInterval time.Duration
+	// PingTimeout is how long a pong may take before the connection is
+	// considered dead and closed. Default 10s.
+	PingTimeout time.Duration
+	// MessageTimeout bounds the time from the first to the last byte of
+	// one incoming message. Default 30s.
+	MessageTimeout time.Duration
+
+	// OriginPatterns lists the origins (host patterns, as in
+	// github.com/coder/websocket's AcceptOptions) that may connect from a
+	// browser besides the request's own host. Accept side only.
+	OriginPatterns []string
+	// InsecureAllowAnyOrigin disables the Origin check, which exposes every
+	// user's browser to cross-site WebSocket hijacking. Accept side only.
+	InsecureAllowAnyOrigin bool
+	// AllowedHosts lists the Host header values accepted. When empty and
+	// the server listens on a loopback address, only loopback host names
+	// are accepted, which defeats DNS rebinding. Accept side only.
+	AllowedHosts []string
+	// Authenticate runs on the upgrade request before the upgrade. A
+	// non-nil error refuses the connection (401, or the status of an
+	// *HTTPError); the returned identity is available to every handler as
+	// Peer.Identity. Accept side only.
+	Authenticate func(r *http.Request) (identity any, err error)
+
+	// MaxConnections caps the peers of a Server; over it, upgrades get
+	// HTTP 429. Default 10000. Server only.
+	MaxConnections int
+	// OnConnect runs when a Server's peer is connected, before it reads
+	// its first message. Server only.
+	OnConnect func(p *Peer)
+	// OnDisconnect runs when a Server's peer has ended and all its
+	// goroutines have returned. Server only.
+	OnDisconnect func(p *Peer)
+
+	// HTTPHeader is sent with the handshake. Dial only.
+	HTTPHeader http.Header
+	// HTTPClient performs the handshake. Dial only.
+	HTTPClient *http.Client
+}
+
+// config is Options with the defaults filled in.
+type config struct {
+	Options
+	log *slog.Logger
+}
+
+func (o *Options) config() *config {
+	c := &config{}
+	if o != nil {
+		c.Options = *o
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	def(&c.MaxBatch, DefaultMaxBatch)
+	def(&c.MaxBatchResponse, int(c.MaxMessageSize))
+	def(&c.MaxHandlers, DefaultMaxHandlers)
+	def(&c.MaxQueued, DefaultMaxQueued)
+	def(&c.MaxNotifications, DefaultMaxNotifications)
+	def(&c.MaxPending, DefaultMaxPending)
+	def(&c.MaxConnections, DefaultMaxConnections)
+	defDur(&c.WriteTimeout, DefaultWriteTimeout)
+	defDur(&c.PingInterval, DefaultPingInterval)
+	defDur(&c.PingTimeout, DefaultPingTimeout)
+	defDur(&c.MessageTimeout, DefaultMessageTimeout)
+	c.log = c.Logger
+	if c.log == nil {
+		c.log = slog.New(discardHandler{})
+	}
+	return c
+}
+
+// discardHandler is an slog.Handler that drops everything.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+var _ = io.Discard

@@ -1,0 +1,686 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// A Peer is one end of a JSON-RPC connection. Both ends are Peers: each can
+// call, notify and batch, and each serves its own method table to the other.
+//
+// A Peer runs one reading goroutine for its whole life, plus one goroutine
+// per request being served (bounded by Options.MaxHandlers) and one while
+// notifications are being served. All of them have returned when Close
+// returns.
+type Peer struct {
+	cfg     *config
+	conn    transport
+	methods *Methods
+	httpReq *http.Request
+
+	// ctx is the context of every handler: it carries the peer and is
+	// cancelled when the peer closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	nextID atomic.Uint64
+	slots  chan struct{} // one per outgoing call or batch awaiting answers
+
+	writeMu    sync.Mutex
+	writeTimer *time.Timer
+	pingTimer  *time.Timer
+
+	done     chan struct{} // closed when the peer stops working
+	finished chan struct{} // closed when every goroutine has returned
+	onFinish func(*Peer)
+
+	// mu guards the state below. It is never held while user code (a
+	// handler, hook or logger) runs, nor while writing.
+	mu         sync.Mutex
+	pending    map[uint64]*call
+	running    int        // goroutines serving requests
+	queue      []*inbound // requests waiting for a slot
+	notes      []*inbound // notifications waiting, served in order
+	noting     bool       // a goroutine is serving notes
+	inflightN  map[uint64]struct{}
+	inflightS  map[string]struct{}
+	goroutines int
+	closing    bool
+	draining   bool
+	drained    chan struct{}
+	err        error
+	identity   any
+}
+
+type peerKey struct{}
+
+// PeerFromContext returns the peer whose handler is running with ctx, or
+// nil.
+func PeerFromContext(ctx context.Context) *Peer {
+	p, _ := ctx.Value(peerKey{}).(*Peer)
+	return p
+}
+
+// NewPeer makes a Peer of an established WebSocket connection and starts
+// it. The Peer owns c from now on: closing the Peer closes c.
+func NewPeer(c *websocket.Conn, opts *Options) *Peer {
+	cfg := opts.config()
+	p := newPeer(newWSTransport(c, cfg), cfg, nil, nil)
+	p.start()
+	return p
+}
+
+func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
+	p := &Peer{
+		cfg:      cfg,
+		conn:     t,
+		methods:  cfg.Methods,
+		httpReq:  r,
+		slots:    make(chan struct{}, cfg.MaxPending),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+		pending:  map[uint64]*call{},
+		identity: identity,
+	}
+	base := context.Background()
+	if r != nil {
+		base = context.WithoutCancel(r.Context())
+	}
+	p.ctx, p.cancel = context.WithCancel(context.WithValue(base, peerKey{}, p))
+	p.writeTimer = time.AfterFunc(time.Hour, func() {
+		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
+	})
+	p.writeTimer.Stop()
+	return p
+}
+
+// start launches the reading goroutine and the keepalive timer.
+func (p *Peer) start() {
+	p.mu.Lock()
+	p.goroutines++
+	p.mu.Unlock()
+	go p.readLoop(getBuf())
+	if p.cfg.PingInterval > 0 {
+		p.mu.Lock()
+		if !p.closing {
+			p.pingTimer = time.AfterFunc(p.cfg.PingInterval, p.keepalive)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// HTTPRequest returns the upgrade request of an accepted peer (its headers,
+// cookies and remote address), or nil for a dialed peer.
+func (p *Peer) HTTPRequest() *http.Request { return p.httpReq }
+
+// Identity returns what Options.Authenticate or SetIdentity attached to the
+// peer, or nil.
+func (p *Peer) Identity() any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.identity
+}
+
+// SetIdentity attaches v to the peer, for handlers and guards to see.
+func (p *Peer) SetIdentity(v any) {
+	p.mu.Lock()
+	p.identity = v
+	p.mu.Unlock()
+}
+
+// Done returns a channel that is closed when the peer has stopped: it was
+// closed, the connection failed, or the other side left. Err tells why.
+func (p *Peer) Done() <-chan struct{} { return p.done }
+
+// Err returns nil while the peer works, and afterwards an error that wraps
+// ErrClosed and the cause (for example a *websocket.CloseError).
+func (p *Peer) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Close closes the connection with status 1000 (normal closure), fails every
+// pending call with ErrClosed, cancels the context of every running handler,
+// and waits for every goroutine of the peer to return. It is safe to call
+// from any goroutine, any number of times, except from one of the peer's own
+// handlers, which it would wait for.
+func (p *Peer) Close() error {
+	return p.closeWith(websocket.StatusNormalClosure, "")
+}
+
+func (p *Peer) closeWith(code websocket.StatusCode, reason string) error {
+	if p.shutdown(nil) {
+		p.conn.close(code, reason)
+	}
+	<-p.finished
+	return nil
+}
+
+// fail ends the peer because of cause and drops the connection.
+func (p *Peer) fail(cause error) {
+	p.shutdown(cause)
+	p.conn.closeNow()
+}
+
+// violation ends the peer because the other side broke a rule, closing
+// with code and reason so it can tell.
+func (p *Peer) violation(code websocket.StatusCode, reason string) {
+	p.cfg.log.Warn("wsrpc: closing peer", "code", int(code), "reason", reason)
+	if p.shutdown(fmt.Errorf("wsrpc: %s", reason)) {
+		// The closing handshake waits for the other side; this runs on
+		// the reading goroutine, which is about to return anyway.
+		p.conn.close(code, reason)
+	}
+}
+
+// shutdown moves the peer to its closed state: it records cause, fails the
+// pending calls, drops queued work and cancels handler contexts. It reports
+// whether this call did it (false: the peer was already closed).
+func (p *Peer) shutdown(cause error) bool {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return false
+	}
+	p.closing = true
+	p.err = &closedError{cause: cause}
+	pending := p.pending
+	p.pending = nil
+	queued := append(p.queue, p.notes...)
+	p.queue, p.notes = nil, nil
+	fin := p.goroutines == 0
+	p.mu.Unlock()
+
+	p.cancel()
+	if p.pingTimer != nil {
+		p.pingTimer.Stop()
+	}
+	close(p.done)
+	for _, in := range queued {
+		in.release()
+	}
+	for id, c := range pending {
+		c.slots[id-c.firstID].err = p.err
+		if c.remaining.Add(-1) == 0 {
+			c.done <- struct{}{}
+		}
+	}
+	if fin {
+		p.finish()
+	}
+	return true
+}
+
+func (p *Peer) finish() {
+	close(p.finished)
+	if p.onFinish != nil {
+		p.onFinish(p)
+	}
+}
+
+// exit is the last thing every goroutine of the peer does.
+func (p *Peer) exit() {
+	p.mu.Lock()
+	p.goroutines--
+	fin := p.closing && p.goroutines == 0
+	p.mu.Unlock()
+	if fin {
+		p.finish()
+	}
+}
+
+// keepalive pings the other side; no pong in time means the connection is
+// dead.
+func (p *Peer) keepalive() {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return
+	}
+	p.goroutines++
+	p.mu.Unlock()
+	defer p.exit()
+
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.PingTimeout)
+	err := p.conn.ping(ctx)
+	cancel()
+	if err != nil {
+		p.fail(fmt.Errorf("wsrpc: keepalive: no pong within %v: %w", p.cfg.PingTimeout, err))
+		return
+	}
+	p.mu.Lock()
+	if !p.closing {
+		p.pingTimer.Reset(p.cfg.PingInterval)
+	}
+	p.mu.Unlock()
+}
+
+// write sends one message. Writers take turns; a write that does not finish
+// within the write timeout closes the connection.
+func (p *Peer) write(b []byte) error {
+	p.writeMu.Lock()
+	p.writeTimer.Reset(p.cfg.WriteTimeout)
+	err := p.conn.writeMessage(b)
+	p.writeTimer.Stop()
+	p.writeMu.Unlock()
+	if err != nil {
+		p.fail(err)
+		return p.Err()
+	}
+	return nil
+}
+
+// ---- reading and routing ----
+
+// msgBuf is a reusable message buffer.
+type msgBuf struct{ b []byte }
+
+const maxPooledBuf = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { return &msgBuf{b: make([]byte, 0, 512)} }}
+
+func getBuf() *msgBuf { return bufPool.Get().(*msgBuf) }
+
+func putBuf(m *msgBuf) {
+	if cap(m.b) <= maxPooledBuf {
+		m.b = m.b[:0]
+		bufPool.Put(m)
+	}
+}
+
+// inbound is a request, notification or batch received, with the buffer
+// its slices point into.
+type inbound struct {
+	msg   *msgBuf
+	env   envelope
+	req   Request
+	batch *serverBatch
+}
+
+var inboundPool = sync.Pool{New: func() any { return new(inbound) }}
+
+func (in *inbound) release() {
+	if in.msg != nil {
+		putBuf(in.msg)
+	}
+	if in.batch != nil {
+		in.batch.release()
+	}
+	*in = inbound{}
+	inboundPool.Put(in)
+}
+
+// readLoop reads messages and routes them: responses complete pending calls
+// right here, so they never wait behind handlers. To serve a request, the
+// goroutine hands reading over to a new goroutine and serves the request
+// itself (leader/follower), which saves a hand-off on the request's path.
+func (p *Peer) readLoop(buf *msgBuf) {
+	for {
+		var err error
+		buf.b, err = p.conn.readMessage(buf.b)
+		if err != nil {
+			putBuf(buf)
+			p.fail(err)
+			p.exit()
+			return
+		}
+		work, kept := p.route(buf)
+		if work != nil {
+			p.serve(work)
+			return
+		}
+		if kept {
+			buf = getBuf()
+		}
+	}
+}
+
+// route handles one message. It returns work for this goroutine to serve
+// (having started a new reader), or nil; kept reports that the message's
+// buffer now belongs to queued work.
+func (p *Peer) route(buf *msgBuf) (work *inbound, kept bool) {
+	b := buf.b
+	i := skipSpace(b, 0)
+	if i < len(b) && b[i] == '[' {
+		return p.routeBatch(buf, i)
+	}
+	if i == len(b) || b[i] != '{' {
+		if validJSON(b) {
+			p.replyError(nil, errorf(CodeInvalidRequest, "invalid request: not an object or array"))
+		} else {
+			p.replyError(nil, errorf(CodeParseError, "parse error"))
+		}
+		return nil, false
+	}
+	in := inboundPool.Get().(*inbound)
+	end, err := parseObject(b, i, &in.env)
+	if err == nil && skipSpace(b, end) != len(b) {
+		err = errSyntax
+	}
+	switch {
+	case err != nil:
+		p.replyError(nil, errorf(CodeParseError, "parse error"))
+	case in.env.invalid != "":
+		p.replyError(readableID(&in.env), errorf(CodeInvalidRequest, "invalid request: "+in.env.invalid))
+	case !in.env.isRequest():
+		p.complete(&in.env)
+	default:
+		in.msg = buf
+		return p.admit(in)
+	}
+	in.release()
+	return nil, false
+}
+
+// readableID returns the id of an invalid message if it is one the
+// specification allows, so the error can echo it; else nil (sent as null).
+func readableID(e *envelope) []byte {
+	if validID(e.id) {
+		return e.id
+	}
+	return nil
+}
+
+// admit decides who serves a request or notification: this goroutine (a new
+// reader takes over), a queue, or nobody (busy). It never blocks.
+func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
+	env := &in.env
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		in.release()
+		return nil, true
+	}
+	if env.id == nil && in.batch == nil {
+		if p.noting {
+			if len(p.notes) >= p.cfg.MaxNotifications {
+				p.mu.Unlock()
+				in.release()
+				p.violation(websocket.StatusPolicyViolation, "notification queue overflow")
+				return nil, true
+			}
+			p.notes = append(p.notes, in)
+			p.mu.Unlock()
+			return nil, true
+		}
+		p.noting = true
+		p.goroutines++
+		p.mu.Unlock()
+		go p.readLoop(getBuf())
+		return in, true
+	}
+	if p.draining {
+		p.mu.Unlock()
+		p.replyBusy(in, errorf(CodeServerBusy, "server busy: shutting down"))
+		in.release()
+		return nil, true
+	}
+	if in.batch == nil && !p.trackID(env.id) {
+		p.mu.Unlock()
+		p.replyError(env.id, errorf(CodeInvalidRequest, "invalid request: id already in use by a request in progress"))
+		in.release()
+		return nil, true
+	}
+	if p.running < p.cfg.MaxHandlers {
+		p.running++
+		p.goroutines++
+		p.mu.Unlock()
+		go p.readLoop(getBuf())
+		return in, true
+	}
+	if len(p.queue) < p.cfg.MaxQueued {
+		p.queue = append(p.queue, in)
+		p.mu.Unlock()
+		return nil, true
+	}
+	if in.batch == nil {
+		p.untrackID(env.id)
+	}
+	p.mu.Unlock()
+	p.replyBusy(in, errorf(CodeServerBusy, "server busy: too many requests in progress"))
+	in.release()
+	return nil, true
+}
+
+// trackID records an incoming request id as in progress; false if it
+// already is. Called with p.mu held.
+func (p *Peer) trackID(id []byte) bool {
+	if n, ok := parseUintID(id); ok {
+		if _, dup := p.inflightN[n]; dup {
+			return false
+		}
+		if p.inflightN == nil {
+			p.inflightN = map[uint64]struct{}{}
+		}
+		p.inflightN[n] = struct{}{}
+		return true
+	}
+	if id[0] != '"' {
+		return true // null, negative or fractional ids: not tracked
+	}
+	if _, dup := p.inflightS[string(id)]; dup {
+		return false
+	}
+	if p.inflightS == nil {
+		p.inflightS = map[string]struct{}{}
+	}
+	p.inflightS[string(id)] = struct{}{}
+	return true
+}
+
+// untrackID forgets an id recorded by trackID. Called with p.mu held.
+func (p *Peer) untrackID(id []byte) {
+	if n, ok := parseUintID(id); ok {
+		delete(p.inflightN, n)
+	} else if id[0] == '"' {
+		delete(p.inflightS, string(id))
+	}
+}
+
+// serve runs work on this goroutine, then whatever queued behind it, and
+// returns when there is nothing left.
+func (p *Peer) serve(in *inbound) {
+	if in != nil && in.env.id == nil && in.batch == nil {
+		p.serveNotes(in)
+		return
+	}
+	for in != nil {
+		if in.batch != nil {
+			p.serveBatch(in)
+		} else {
+			p.serveOne(in)
+		}
+		in = p.nextQueued(in)
+	}
+	p.exit()
+}
+
+// nextQueued retires served work (nil for none) and returns the next queued
+// request for the calling goroutine, or nil after giving up its slot.
+func (p *Peer) nextQueued(served *inbound) *inbound {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if served != nil {
+		if served.env.id != nil && !p.closing {
+			p.untrackID(served.env.id)
+		}
+		served.release()
+	}
+	if len(p.queue) > 0 && !p.closing {
+		in := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		return in
+	}
+	p.running--
+	p.checkDrained()
+	return nil
+}
+
+// serveNotes serves notifications one at a time, in arrival order.
+func (p *Peer) serveNotes(in *inbound) {
+	for in != nil {
+		p.serveOne(in)
+		in.release()
+		p.mu.Lock()
+		in = nil
+		if len(p.notes) > 0 {
+			in = p.notes[0]
+			p.notes[0] = nil
+			p.notes = p.notes[1:]
+		} else {
+			p.noting = false
+			p.checkDrained()
+		}
+		p.mu.Unlock()
+	}
+	p.exit()
+}
+
+// serveOne runs a single request or notification and writes its response.
+func (p *Peer) serveOne(in *inbound) {
+	req := &in.req
+	res, err := p.dispatch(&in.env, req)
+	if in.env.id == nil {
+		return
+	}
+	wb := getBuf()
+	wb.b = appendResponse(wb.b[:0], req, res, err, p.cfg.Codec, int(p.cfg.MaxMessageSize), p.cfg)
+	p.write(wb.b)
+	putBuf(wb)
+}
+
+// dispatch finds and runs the handler for env, filling req.
+func (p *Peer) dispatch(env *envelope, req *Request) (any, error) {
+	*req = Request{Params: env.params, ID: env.id, peer: p, codec: p.cfg.Codec}
+	me := p.methods.lookup(env.method[1 : len(env.method)-1])
+	if me == nil && env.methodEscaped {
+		me = p.methods.lookup([]byte(env.methodName()))
+	}
+	if me == nil {
+		return nil, methodNotFound(env.methodName())
+	}
+	req.Method = me.name
+	return invoke(p.ctx, me.chain, req, p.cfg)
+}
+
+func methodNotFound(name string) *Error {
+	if len(name) > 64 {
+		name = name[:64] + "…"
+	}
+	return errorf(CodeMethodNotFound, "method not found: "+strconv.Quote(name))
+}
+
+// invoke runs h, turning a panic into CodeInternalError. The panic value and
+// stack go to the local log only.
+func invoke(ctx context.Context, h Handler, req *Request, cfg *config) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cfg.log.Error("wsrpc: handler panicked", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
+			res, err = nil, ErrInternal
+		}
+	}()
+	res, err = h(ctx, req)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			cfg.log.Error("wsrpc: handler failed", "method", req.Method, "err", err)
+		}
+	}
+	return res, err
+}
+
+// appendResponse appends the response to req. A result that cannot be
+// encoded, or that would make the message larger than limit, is replaced
+// by an error response.
+func appendResponse(b []byte, req *Request, res any, err error, c Codec, limit int, cfg *config) []byte {
+	start := len(b)
+	if err == nil {
+		b = append(b, jsonrpcPrefix+`,"id":`...)
+		b = append(b, req.ID...)
+		b = append(b, `,"result":`...)
+		var encErr error
+		if raw, ok := res.(rawResult); ok {
+			b = append(b, raw...)
+		} else if t := req.trusted; t != nil && sameBytes(res, t) {
+			b = append(b, t...)
+		} else {
+			b, encErr = appendValue(b, res, c)
+		}
+		if encErr == nil {
+			b = append(b, '}')
+			if len(b)-start <= limit {
+				return b
+			}
+			err = errorf(CodeResponseTooLarge, "response too large")
+		} else {
+			cfg.log.Error("wsrpc: cannot encode result", "method", req.Method, "err", encErr)
+			err = ErrInternal
+		}
+		b = b[:start]
+	}
+	return appendErrorResponse(b, req.ID, toWireError(err))
+}
+
+// rawResult is a result already encoded and validated (a reply passed
+// through from another peer).
+type rawResult []byte
+
+// sameBytes reports whether v is a json.RawMessage that is t itself: a
+// params copy handed back unchanged needs no second validation.
+func sameBytes(v any, t []byte) bool {
+	r, ok := v.(json.RawMessage)
+	return ok && len(r) == len(t) && len(t) > 0 && &r[0] == &t[0]
+}
+
+func (p *Peer) replyError(id []byte, e *Error) {
+	p.cfg.log.Debug("wsrpc: refused message", "code", e.Code, "message", e.Message)
+	wb := getBuf()
+	wb.b = appendErrorResponse(wb.b[:0], id, e)
+	p.write(wb.b)
+	putBuf(wb)
+}
+
+// replyBusy answers work that was not admitted.
+func (p *Peer) replyBusy(in *inbound, e *Error) {
+	if in.batch == nil {
+		p.replyError(in.env.id, e)
+		return
+	}
+	in.batch.replyAll(p, e)
+}
+
+// checkDrained signals a draining peer that no handler runs any more.
+// Called with p.mu held.
+func (p *Peer) checkDrained() {
+	if p.draining && p.running == 0 && !p.noting && p.drained != nil {
+		close(p.drained)
+		p.drained = nil
+	}
+}
+
+// drain stops admitting requests and returns a channel closed when every
+// running handler has returned.
+func (p *Peer) drain() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := make(chan struct{})
+	p.draining = true
+	p.drained = ch
+	p.checkDrained()
+	return ch
+}

@@ -1,0 +1,609 @@
+package wsrpc
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file reads and writes the JSON-RPC envelope. A message is scanned
+// once: the scanner validates the JSON (syntax, UTF-8, nesting depth) and, in
+// the same pass, slices the members it cares about out of the buffer. Nothing
+// is copied or decoded until a handler or a caller asks for its value.
+
+// maxDepth bounds nesting, as encoding/json does, so that no message can
+// exhaust the stack of the goroutine that scans it.
+const maxDepth = 10000
+
+var errSyntax = errors.New("invalid JSON")
+
+// envelope is one JSON-RPC object, as slices of the message it came from.
+// A nil slice means the member was absent.
+type envelope struct {
+	version []byte
+	id      []byte
+	method  []byte // the raw string token, quotes included
+	params  []byte
+	result  []byte
+	err     []byte
+
+	methodEscaped bool
+	// invalid says why the object is not a valid request or response; the
+	// object is still valid JSON.
+	invalid string
+}
+
+func (e *envelope) reset() { *e = envelope{} }
+
+// isRequest reports whether e is a request or notification.
+func (e *envelope) isRequest() bool { return e.method != nil }
+
+// methodName returns the method as a Go string. The common, unescaped case
+// returns a string that aliases nothing: callers compare it or copy it.
+func (e *envelope) methodName() string {
+	raw := e.method[1 : len(e.method)-1]
+	if !e.methodEscaped {
+		return string(raw)
+	}
+	var s string
+	if json.Unmarshal(e.method, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// validID reports whether id is one the specification allows: a string, a
+// number or null.
+func validID(id []byte) bool {
+	if len(id) == 0 {
+		return false
+	}
+	switch c := id[0]; {
+	case c == '"', c == 'n', c == '-', c >= '0' && c <= '9':
+		return true
+	}
+	return false
+}
+
+// classify checks the members of a parsed object against the specification
+// and sets e.invalid when the object is neither a request nor a response.
+func (e *envelope) classify() {
+	if e.invalid != "" {
+		return
+	}
+	switch {
+	case string(e.version) != `"2.0"`:
+		e.invalid = `"jsonrpc" must be "2.0"`
+	case e.id != nil && !validID(e.id):
+		e.invalid = `"id" must be a string, a number or null`
+	case e.method != nil:
+		switch {
+		case e.method[0] != '"':
+			e.invalid = `"method" must be a string`
+		case e.result != nil || e.err != nil:
+			e.invalid = `a request has no "result" or "error"`
+		case e.params != nil && e.params[0] != '[' && e.params[0] != '{' && e.params[0] != 'n':
+			e.invalid = `"params" must be an array or an object`
+		}
+	case e.result != nil && e.err != nil:
+		e.invalid = `a response has "result" or "error", not both`
+	case e.result == nil && e.err == nil:
+		e.invalid = `no "method", "result" or "error"`
+	case e.id == nil:
+		e.invalid = `a response has an "id"`
+	case e.err != nil && e.err[0] != '{':
+		e.invalid = `"error" must be an object`
+	}
+}
+
+// parseObject scans the object at b[i] into e and returns the index after
+// it. A syntax error is returned as errSyntax; a structural problem (a
+// duplicate or case-variant member) is recorded in e.invalid.
+func parseObject(b []byte, i int, e *envelope) (int, error) {
+	i++ // '{'
+	i = skipSpace(b, i)
+	if i < len(b) && b[i] == '}' {
+		e.classify()
+		return i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return 0, errSyntax
+		}
+		kstart := i
+		kend, escaped, err := scanString(b, i)
+		if err != nil {
+			return 0, err
+		}
+		key := b[kstart+1 : kend-1]
+		if escaped {
+			var s string
+			if json.Unmarshal(b[kstart:kend], &s) != nil {
+				return 0, errSyntax
+			}
+			key = []byte(s)
+		}
+		i = skipSpace(b, kend)
+		if i >= len(b) || b[i] != ':' {
+			return 0, errSyntax
+		}
+		i = skipSpace(b, i+1)
+		vstart := i
+		if i, err = scanValue(b, i, 1); err != nil {
+			return 0, err
+		}
+		val := b[vstart:i]
+		var slot *[]byte
+		switch string(key) {
+		case "jsonrpc":
+			slot = &e.version
+		case "id":
+			slot = &e.id
+		case "method":
+			slot = &e.method
+			e.methodEscaped = escapedString(val)
+		case "params":
+			slot = &e.params
+		case "result":
+			slot = &e.result
+		case "error":
+			slot = &e.err
+		default:
+			if isCaseVariant(key) && e.invalid == "" {
+				e.invalid = "member names are case-sensitive: " + strconv.Quote(string(key))
+			}
+		}
+		if slot != nil {
+			if *slot != nil && e.invalid == "" {
+				e.invalid = "duplicate member " + strconv.Quote(string(key))
+			}
+			*slot = val
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		if b[i] == '}' {
+			e.classify()
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return 0, errSyntax
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+var memberNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+func isCaseVariant(key []byte) bool {
+	for _, n := range memberNames {
+		if len(key) == len(n) && strings.EqualFold(string(key), n) {
+			return true
+		}
+	}
+	return false
+}
+
+func escapedString(tok []byte) bool {
+	if len(tok) == 0 || tok[0] != '"' {
+		return false
+	}
+	for _, c := range tok[1 : len(tok)-1] {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanValue validates the JSON value at b[i] and returns the index after it.
+func scanValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return 0, errSyntax
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, _, err := scanString(b, i)
+		return end, err
+	case c == '{':
+		if depth > maxDepth {
+			return 0, errSyntax
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return 0, errSyntax
+			}
+			var err error
+			if i, _, err = scanString(b, i); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return 0, errSyntax
+			}
+			if i, err = scanValue(b, skipSpace(b, i+1), depth+1); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return 0, errSyntax
+			}
+			if b[i] == '}' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return 0, errSyntax
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == '[':
+		if depth > maxDepth {
+			return 0, errSyntax
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = scanValue(b, i, depth+1); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return 0, errSyntax
+			}
+			if b[i] == ']' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return 0, errSyntax
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	}
+	return 0, errSyntax
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, errSyntax
+	}
+	return i + len(lit), nil
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0, errSyntax
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return 0, errSyntax
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return 0, errSyntax
+		}
+	}
+	return i, nil
+}
+
+// scanString validates the string at b[i] (b[i] == '"'): escapes, control
+// characters and UTF-8. It returns the index after the closing quote.
+func scanString(b []byte, i int) (end int, escaped bool, err error) {
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return 0, false, errSyntax
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if len(b)-i < 6 {
+					return 0, false, errSyntax
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !isHex(h) {
+						return 0, false, errSyntax
+					}
+				}
+				i += 6
+			default:
+				return 0, false, errSyntax
+			}
+		case c < 0x20:
+			return 0, false, errSyntax
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return 0, false, errSyntax
+			}
+			i += size
+		}
+	}
+	return 0, false, errSyntax
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// validJSON reports whether b is exactly one JSON value, with optional
+// surrounding white space.
+func validJSON(b []byte) bool {
+	i := skipSpace(b, 0)
+	end, err := scanValue(b, i, 0)
+	return err == nil && skipSpace(b, end) == len(b)
+}
+
+// splitArray returns the elements of the JSON array b, which must already be
+// valid JSON, appending them to dst.
+func splitArray(dst [][]byte, b []byte) [][]byte {
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		return dst
+	}
+	for i < len(b) {
+		start := i
+		end, err := scanValue(b, i, 1)
+		if err != nil {
+			return dst
+		}
+		dst = append(dst, b[start:end])
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ',' {
+			break
+		}
+		i = skipSpace(b, i+1)
+	}
+	return dst
+}
+
+// parseUintID parses an id we issued: a non-negative decimal integer. A
+// string, a fraction or a leading zero is not one of ours.
+func parseUintID(id []byte) (uint64, bool) {
+	if len(id) == 0 || len(id) > 20 || (id[0] == '0' && len(id) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// ---- encoding ----
+
+const (
+	jsonrpcPrefix = `{"jsonrpc":"2.0"`
+	nullID        = "null"
+)
+
+func appendRequestHead(b []byte, id uint64, method string) []byte {
+	b = append(b, jsonrpcPrefix+`,"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"method":`...)
+	return appendString(b, method)
+}
+
+func appendNotificationHead(b []byte, method string) []byte {
+	b = append(b, jsonrpcPrefix+`,"method":`...)
+	return appendString(b, method)
+}
+
+// appendParams appends `,"params":<v>}` (or just `}` for nil params).
+func appendParams(b []byte, params any, c Codec) ([]byte, error) {
+	if params == nil {
+		return append(b, '}'), nil
+	}
+	b = append(b, `,"params":`...)
+	start := len(b)
+	b, err := appendValue(b, params, c)
+	if err != nil {
+		return b, err
+	}
+	if p := b[start]; p != '[' && p != '{' {
+		return b, errors.New("wsrpc: params must encode to a JSON array or object")
+	}
+	return append(b, '}'), nil
+}
+
+func appendResult(b, id []byte, result []byte) []byte {
+	b = append(b, jsonrpcPrefix+`,"id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	return append(b, '}')
+}
+
+func appendErrorResponse(b, id []byte, e *Error) []byte {
+	if id == nil {
+		id = []byte(nullID)
+	}
+	b = append(b, jsonrpcPrefix+`,"id":`...)
+	b = append(b, id...)
+	b = append(b, `,"error":{"code":`...)
+	b = strconv.AppendInt(b, e.Code, 10)
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.Message)
+	if len(e.Data) > 0 && validJSON(e.Data) {
+		b = append(b, `,"data":`...)
+		b = append(b, e.Data...)
+	}
+	return append(b, "}}"...)
+}
+
+// appendValue appends v as JSON. Common types are written directly; the rest
+// go through the codec (encoding/json by default).
+func appendValue(b []byte, v any, c Codec) ([]byte, error) {
+	if c == nil {
+		switch v := v.(type) {
+		case json.RawMessage:
+			if len(v) == 0 {
+				return append(b, nullID...), nil
+			}
+			if !validJSON(v) {
+				return b, errors.New("wsrpc: invalid json.RawMessage")
+			}
+			return append(b, v...), nil
+		case string:
+			if utf8.ValidString(v) {
+				return appendString(b, v), nil
+			}
+		case int:
+			return strconv.AppendInt(b, int64(v), 10), nil
+		case int64:
+			return strconv.AppendInt(b, v, 10), nil
+		case uint64:
+			return strconv.AppendUint(b, v, 10), nil
+		case bool:
+			return strconv.AppendBool(b, v), nil
+		case []int:
+			b = append(b, '[')
+			for i, n := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendInt(b, int64(n), 10)
+			}
+			return append(b, ']'), nil
+		case nil:
+			return append(b, nullID...), nil
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			return b, err
+		}
+		return append(b, out...), nil
+	}
+	out, err := c.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	if !validJSON(out) {
+		return b, errors.New("wsrpc: codec produced invalid JSON")
+	}
+	return append(b, out...), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. s must be valid UTF-8.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeValue decodes JSON data into v (a pointer). Common targets are
+// decoded directly; the rest go through the codec.
+func decodeValue(data []byte, v any, c Codec) error {
+	if c == nil {
+		switch v := v.(type) {
+		case *json.RawMessage:
+			*v = append((*v)[:0], data...)
+			return nil
+		case *int:
+			if n, err := strconv.ParseInt(string(data), 10, 0); err == nil {
+				*v = int(n)
+				return nil
+			}
+		case *string:
+			if len(data) >= 2 && data[0] == '"' && !escapedString(data) {
+				*v = string(data[1 : len(data)-1])
+				return nil
+			}
+		}
+		return json.Unmarshal(data, v)
+	}
+	return c.Unmarshal(data, v)
+}

@@ -43,7 +43,6 @@ func (c *BatchCall) Err() error {
 	return c.err
 }
 
-
 // NewBatch returns an empty batch for p.
 func (p *Peer) NewBatch() *Batch { return &Batch{p: p} }
 

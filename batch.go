@@ -107,11 +107,11 @@ func (b *Batch) send(ctx context.Context) error {
 	}
 	defer p.release()
 	n := len(b.calls)
-	c := getCall(n)
+	c := p.getCall(n)
 	c.firstID = p.nextID.Add(uint64(n)) - uint64(n) + 1
 	var err error
 	if c.buf, err = b.encode(c.buf, c.firstID); err != nil {
-		putCall(c)
+		p.putCall(c)
 		return err
 	}
 	if err := p.send(ctx, c); err != nil {
@@ -125,7 +125,7 @@ func (b *Batch) send(ctx context.Context) error {
 			}
 		}
 	}
-	putCall(c)
+	p.putCall(c)
 	return nil
 }
 
@@ -278,7 +278,7 @@ func (p *Peer) runItems(sb *serverBatch) {
 			it.req.ID = readableID(&it.env)
 			it.err = errorf(CodeInvalidRequest, "invalid request: "+it.env.invalid)
 		} else {
-			it.res, it.err = p.dispatch(&it.env, &it.req)
+			it.res, it.err = p.dispatch(p.slotCtx, &it.env, &it.req)
 		}
 		if sb.left.Add(-1) == 0 {
 			p.finishBatch(sb)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"sync/atomic"
 )
 
@@ -26,10 +25,14 @@ type slot struct {
 	err    error // *Error from the other side, or ErrClosed
 }
 
-var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+// newCall is the New of a peer's call pool. Each peer pools its own calls:
+// a call holds a channel, and a channel made inside a testing/synctest
+// bubble must never be reused outside it, which a process-wide pool would
+// do.
+func newCall() any { return &call{done: make(chan struct{}, 1)} }
 
-func getCall(n int) *call {
-	c := callPool.Get().(*call)
+func (p *Peer) getCall(n int) *call {
+	c := p.calls.Get().(*call)
 	if cap(c.slots) < n {
 		c.slots = make([]slot, n)
 	}
@@ -41,11 +44,11 @@ func getCall(n int) *call {
 	return c
 }
 
-func putCall(c *call) {
+func (p *Peer) putCall(c *call) {
 	if cap(c.arena) > maxPooledBuf || cap(c.buf) > maxPooledBuf {
 		return
 	}
-	callPool.Put(c)
+	p.calls.Put(c)
 }
 
 func (c *call) result(i int) []byte {
@@ -66,12 +69,12 @@ func (p *Peer) Call(ctx context.Context, method string, params, result any) erro
 		return err
 	}
 	defer p.release()
-	c := getCall(1)
+	c := p.getCall(1)
 	c.firstID = p.nextID.Add(1)
 	var err error
 	c.buf = appendRequestHead(c.buf, c.firstID, method)
 	if c.buf, err = appendParams(c.buf, params, p.cfg.Codec); err != nil {
-		putCall(c)
+		p.putCall(c)
 		return fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
 	}
 	if err := p.send(ctx, c); err != nil {
@@ -83,7 +86,7 @@ func (p *Peer) Call(ctx context.Context, method string, params, result any) erro
 			err = fmt.Errorf("wsrpc: decoding result of %s: %w", method, derr)
 		}
 	}
-	putCall(c)
+	p.putCall(c)
 	return err
 }
 
@@ -120,14 +123,14 @@ func (p *Peer) release() { <-p.slots }
 // caller owns c; on an error, c has been recycled.
 func (p *Peer) send(ctx context.Context, c *call) error {
 	if int64(len(c.buf)) > p.cfg.MaxMessageSize {
-		putCall(c)
+		p.putCall(c)
 		return fmt.Errorf("%w: request of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(c.buf), p.cfg.MaxMessageSize)
 	}
 	n := uint64(len(c.slots))
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
-		putCall(c)
+		p.putCall(c)
 		return p.err
 	}
 	for id := c.firstID; id < c.firstID+n; id++ {
@@ -139,6 +142,10 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	// ErrClosed; the wait below sees that.
 	p.write(c.buf)
 
+	if ctx.Value(slotKey{}) == p {
+		p.lendSlot()
+		defer p.reclaimSlot()
+	}
 	if ctx.Done() == nil {
 		<-c.done
 		return nil
@@ -168,7 +175,7 @@ func (p *Peer) abandon(c *call) {
 		// The reader or shutdown completes the last id and signals.
 		<-c.done
 	}
-	putCall(c)
+	p.putCall(c)
 }
 
 // complete routes a response to the call that issued its id. A response to

@@ -32,9 +32,13 @@ type Peer struct {
 	// cancelled when the peer closes.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// slotCtx is ctx for handlers that hold a handler slot; a call back
+	// to this peer made with it lends the slot while it waits.
+	slotCtx context.Context
 
 	nextID atomic.Uint64
 	slots  chan struct{} // one per outgoing call or batch awaiting answers
+	calls  sync.Pool     // of *call
 
 	writeMu    sync.Mutex
 	writeTimer *time.Timer
@@ -64,6 +68,8 @@ type Peer struct {
 
 type peerKey struct{}
 
+type slotKey struct{}
+
 // PeerFromContext returns the peer whose handler is running with ctx, or
 // nil.
 func PeerFromContext(ctx context.Context) *Peer {
@@ -92,11 +98,13 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		pending:  map[uint64]*call{},
 		identity: identity,
 	}
+	p.calls.New = newCall
 	base := context.Background()
 	if r != nil {
 		base = context.WithoutCancel(r.Context())
 	}
 	p.ctx, p.cancel = context.WithCancel(context.WithValue(base, peerKey{}, p))
+	p.slotCtx = context.WithValue(p.ctx, slotKey{}, p)
 	p.writeTimer = time.AfterFunc(time.Hour, func() {
 		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
 	})
@@ -554,10 +562,11 @@ func (p *Peer) serveNotes(in *inbound) {
 // serveOne runs a single request or notification and writes its response.
 func (p *Peer) serveOne(in *inbound) {
 	req := &in.req
-	res, err := p.dispatch(&in.env, req)
 	if in.env.id == nil {
+		p.dispatch(p.ctx, &in.env, req)
 		return
 	}
+	res, err := p.dispatch(p.slotCtx, &in.env, req)
 	wb := getBuf()
 	wb.b = appendResponse(wb.b[:0], req, res, err, p.cfg.Codec, int(p.cfg.MaxMessageSize), p.cfg)
 	p.write(wb.b)
@@ -565,7 +574,7 @@ func (p *Peer) serveOne(in *inbound) {
 }
 
 // dispatch finds and runs the handler for env, filling req.
-func (p *Peer) dispatch(env *envelope, req *Request) (any, error) {
+func (p *Peer) dispatch(ctx context.Context, env *envelope, req *Request) (any, error) {
 	*req = Request{Params: env.params, ID: env.id, peer: p, codec: p.cfg.Codec}
 	me := p.methods.lookup(env.method[1 : len(env.method)-1])
 	if me == nil && env.methodEscaped {
@@ -575,7 +584,7 @@ func (p *Peer) dispatch(env *envelope, req *Request) (any, error) {
 		return nil, methodNotFound(env.methodName())
 	}
 	req.Method = me.name
-	return invoke(p.ctx, me.chain, req, p.cfg)
+	return invoke(ctx, me.chain, req, p.cfg)
 }
 
 func methodNotFound(name string) *Error {
@@ -619,7 +628,7 @@ func appendResponse(b []byte, req *Request, res any, err error, c Codec, limit i
 		} else if t := req.trusted; t != nil && sameBytes(res, t) {
 			b = append(b, t...)
 		} else {
-			b, encErr = appendValue(b, res, c)
+			b, encErr = appendResultValue(b, res, c)
 		}
 		if encErr == nil {
 			b = append(b, '}')
@@ -634,6 +643,18 @@ func appendResponse(b []byte, req *Request, res any, err error, c Codec, limit i
 		b = b[:start]
 	}
 	return appendErrorResponse(b, req.ID, toWireError(err))
+}
+
+// appendResultValue is appendValue for a handler's result: a panic in the
+// result's encoding (a MarshalJSON method, a Codec) becomes an error, as a
+// panic in the handler itself does, instead of crashing the process.
+func appendResultValue(b []byte, v any, c Codec) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = b, fmt.Errorf("wsrpc: encoding the result panicked: %v", r)
+		}
+	}()
+	return appendValue(b, v, c)
 }
 
 // rawResult is a result already encoded and validated (a reply passed
@@ -662,6 +683,31 @@ func (p *Peer) replyBusy(in *inbound, e *Error) {
 		return
 	}
 	in.batch.replyAll(p, e)
+}
+
+// lendSlot gives up the handler slot of a handler that waits for an answer
+// from this same peer, so that the other side's callbacks can run: without
+// it, nested callbacks A→B→A→… would deadlock once every slot waits. The
+// handler takes the slot back with reclaimSlot when the answer arrives, even
+// if that briefly exceeds MaxHandlers.
+func (p *Peer) lendSlot() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running--
+	if len(p.queue) > 0 && !p.closing && p.running < p.cfg.MaxHandlers {
+		in := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		p.running++
+		p.goroutines++
+		go p.serve(in)
+	}
+}
+
+func (p *Peer) reclaimSlot() {
+	p.mu.Lock()
+	p.running++
+	p.mu.Unlock()
 }
 
 // checkDrained signals a draining peer that no handler runs any more.

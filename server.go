@@ -6,6 +6,8 @@ import (
 	"iter"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"sync"
 
@@ -108,10 +110,35 @@ func checkUpgrade(r *http.Request, cfg *config) (int, error) {
 	} else if onLoopback(r) && !isLoopbackName(host) {
 		return http.StatusForbidden, errForbiddenHost
 	}
-	if !cfg.InsecureAllowAnyOrigin && r.Header.Get("Origin") == "null" {
-		return http.StatusForbidden, errForbiddenOrigin
+	if !cfg.InsecureAllowAnyOrigin {
+		if o := r.Header.Get("Origin"); o == "null" || (o != "" && !originAllowed(r, o, cfg.OriginPatterns)) {
+			return http.StatusForbidden, errForbiddenOrigin
+		}
 	}
 	return 0, nil
+}
+
+// originAllowed applies coder/websocket's origin rule (same host, or a
+// match of OriginPatterns) here, so that a cross-origin request is refused
+// before Authenticate runs rather than after.
+func originAllowed(r *http.Request, origin string, patterns []string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(r.Host, u.Host) {
+		return true
+	}
+	for _, pat := range patterns {
+		target := u.Host
+		if strings.Contains(pat, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, err := path.Match(strings.ToLower(pat), strings.ToLower(target)); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // onLoopback reports whether r arrived on a loopback listener.

@@ -1,0 +1,127 @@
+// Package wsrpc is bidirectional JSON-RPC 2.0 over WebSocket.
+//
+// # Peers
+//
+// Both ends of a connection are a [Peer]. Each serves its own method table
+// ([Options.Methods]) to the other side, keeps its own pending calls, and
+// can call, notify and batch. A Peer comes from [Dial] (client), [Accept]
+// (inside any http.Handler), a [Server] (an http.Handler that accepts and
+// tracks peers), or [NewPeer] over an established *websocket.Conn.
+//
+// # Calls and notifications
+//
+// [Peer.Call] sends a request and waits for its response; [Call] is the
+// same with a typed return value. [Peer.Notify] sends a notification and
+// returns once it is written. Methods are registered on a [Methods] table
+// with [Register] (typed: a JSON array maps to positional arguments, a JSON
+// object to named ones), [Methods.HandleRaw] (the raw params), or
+// [Methods.Handle] (a [Handler] that sees the whole [Request]). A handler
+// reaches its peer with [PeerFromContext] — to call it back, or to read its
+// [Peer.Identity] and [Peer.HTTPRequest] (cookies, headers).
+//
+// # Batches
+//
+// [Peer.Batch] runs a closure that adds calls and notifications to a
+// [Batch]; when it returns, the batch goes out as one JSON array in one
+// WebSocket message, and Batch returns when every call has its outcome,
+// each in its own [BatchCall]. [Peer.NewBatch] and [Batch.Send] do the same
+// without the closure. Incoming batches are served as the specification
+// says: items run concurrently, one array answers the items that were not
+// notifications, an all-notification batch gets no answer, and an empty one
+// gets a single Invalid Request error. A batch may also carry responses to
+// this peer's own calls.
+//
+// # Concurrency and ordering
+//
+// One goroutine reads the connection at any time. It routes every response
+// to its caller itself, so responses are never stuck behind handlers, and a
+// handler may call back the peer that called it, nested to any depth.
+//
+// Requests run concurrently, at most [Options.MaxHandlers] at once per peer;
+// up to [Options.MaxQueued] more wait in arrival order, and beyond that a
+// request is answered with [CodeServerBusy]. A handler that is waiting for
+// an answer from its own peer does not count against MaxHandlers, which is
+// what keeps nested callbacks from deadlocking however small the limit.
+// Items of a batch run concurrently within the same limit.
+//
+// Notifications (outside batches) are handled one at a time, in the order
+// they arrived, on their own goroutine: a notification handler may call its
+// peer, and requests keep running beside it. There is no ordering between
+// notifications and requests.
+//
+// Writes are serialised per connection: every message is written whole.
+//
+// # Cancellation
+//
+// The context of Call and Batch bounds only the wait for the answer. When
+// it ends, the call returns ctx.Err() at once, its pending entry is removed,
+// a late answer is dropped, and the connection stays up. Contexts never
+// reach the socket: github.com/coder/websocket closes a connection whose
+// read or write context is cancelled, so wsrpc bounds its writes with its
+// own timer instead.
+//
+// A handler's context is cancelled when its peer closes.
+//
+// # Errors
+//
+// An [*Error] carries a JSON-RPC error object (code, message, data). A
+// handler that returns one sends it as is; any other error, a panic, or a
+// result that cannot be encoded is sent as [CodeInternalError] with the
+// message "internal error", and the detail goes to [Options.Logger] only.
+// Errors compare by code with errors.Is: errors.Is(err, ErrMethodNotFound).
+// A closed peer fails calls with an error wrapping [ErrClosed] and the
+// cause, such as a websocket.CloseError.
+//
+// Codes wsrpc uses besides the specification's: [CodeServerBusy] (-32000),
+// [CodeResponseTooLarge] (-32001), [CodeUnauthorized] (-32002).
+//
+// # Limits
+//
+// Every limit has a default (the zero value of its [Options] field):
+//
+//   - MaxMessageSize 4 MiB: one incoming message. Past it the connection is
+//     closed with status 1009 and pending calls fail with an error wrapping
+//     [ErrMessageTooBig]. Outgoing messages over the limit are refused
+//     locally. (The transport's own default, 32 KiB, trips real payloads;
+//     tens of MiB invite memory exhaustion.)
+//   - MaxBatch 100 items: a larger batch gets one Invalid Request error that
+//     names the limit.
+//   - MaxBatchResponse = MaxMessageSize: bytes of one batch answer, error
+//     objects included; items past it get [CodeResponseTooLarge] with
+//     their own id.
+//   - MaxHandlers 32 requests running per peer, MaxQueued 256 waiting; more
+//     gets [CodeServerBusy]. The reading goroutine never blocks on them.
+//   - MaxNotifications 1024 waiting; a peer that floods past it is closed
+//     with status 1008 (policy violation). Notifications are never dropped
+//     silently.
+//   - MaxPending 256 of this peer's own calls (a batch counts once) awaiting
+//     answers; Call waits for a free slot, bounded by its context.
+//   - WriteTimeout 10s: a message that cannot be written in time (the other
+//     side stopped reading) closes the connection.
+//   - PingInterval 20s, PingTimeout 10s: a peer that does not answer a ping
+//     in time is closed and its pending calls fail.
+//   - MessageTimeout 30s: once a message starts arriving it must complete
+//     in time, or the connection is dropped.
+//   - MaxConnections 10000 peers per [Server]; past it, HTTP 429 before the
+//     upgrade.
+//   - Method names are at most [MaxMethodNameLen] bytes; the "rpc." prefix is
+//     reserved by the specification and refused at registration.
+//
+// # Security
+//
+// Before upgrading, [Accept] and [Server] check, in order:
+//
+//   - Host: with [Options.AllowedHosts] empty, a server listening on a
+//     loopback address accepts only loopback host names (localhost,
+//     127.0.0.1, [::1]), which defeats DNS rebinding; otherwise the Host
+//     must be in the list. Refused with 403.
+//   - Origin: a browser's cross-origin request is refused (403) unless its
+//     host matches [Options.OriginPatterns]; "Origin: null" is always
+//     refused. [Options.InsecureAllowAnyOrigin] turns the check off.
+//   - [Options.Authenticate]: runs on the upgrade request (cookies, headers,
+//     remote address); an error refuses with 401 or the status of an
+//     [*HTTPError]. The identity it returns is [Peer.Identity].
+//
+// No Peer is created, and no hook runs, for a refused request. Responses
+// never carry Go type names, file paths, stacks or panic values.
+package wsrpc

@@ -96,6 +96,9 @@ func (b *Batch) Send(ctx context.Context) error {
 
 func (b *Batch) send(ctx context.Context) error {
 	p := b.p
+	if p == nil {
+		return ErrNoPeer
+	}
 	if len(b.items) == 0 {
 		return nil
 	}

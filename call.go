@@ -65,6 +65,9 @@ func (c *call) result(i int) []byte {
 // from the other side is returned as an *Error; a closed peer as an error
 // wrapping ErrClosed.
 func (p *Peer) Call(ctx context.Context, method string, params, result any) error {
+	if p == nil {
+		return ErrNoPeer
+	}
 	if err := p.acquire(ctx); err != nil {
 		return err
 	}
@@ -233,6 +236,9 @@ func decodeRemoteError(raw []byte) *Error {
 // writing: a write in progress is bounded by Options.WriteTimeout, never by
 // ctx, so that cancelling cannot break the connection mid-message.
 func (p *Peer) Notify(ctx context.Context, method string, params any) error {
+	if p == nil {
+		return ErrNoPeer
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

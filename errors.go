@@ -86,6 +86,11 @@ var (
 // and errors.As see each.
 var ErrClosed = errors.New("wsrpc: peer closed")
 
+// ErrNoPeer is returned by calls on a nil *Peer: PeerFromContext returns nil
+// for a request that came over HTTP, where there is no connection to call
+// back on.
+var ErrNoPeer = errors.New("wsrpc: no peer to call back: the request did not come over a WebSocket connection")
+
 // ErrMessageTooBig is returned when a message would exceed the size limit,
 // and is the cause of a peer closed because the other side sent one.
 var ErrMessageTooBig = errors.New("wsrpc: message too big")

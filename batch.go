@@ -251,17 +251,20 @@ func (p *Peer) routeBatch(buf *msgBuf, start int) (work *inbound, kept bool) {
 // serveBatch runs the items of in's batch, with helpers while handler slots
 // are free. The batch takes over in's buffer: whoever finishes the last item
 // writes the response and releases it.
-func (p *Peer) serveBatch(in *inbound) {
+//
+// eager: start helpers right away. Otherwise (served inline on the reading
+// goroutine) helpers start only when the batch outlives the inline budget.
+func (p *Peer) serveBatch(in *inbound, eager bool) {
 	sb := in.batch
 	sb.msg = in.msg
 	in.batch, in.msg = nil, nil
-	p.runItems(sb)
+	p.runItems(sb, eager)
 }
 
 // runItems claims and runs items until none is left unclaimed. Before each
 // item, while another one waits, it offers the rest to a helper goroutine if
 // a handler slot is free.
-func (p *Peer) runItems(sb *serverBatch) {
+func (p *Peer) runItems(sb *serverBatch, eager bool) {
 	n := len(sb.items)
 	defer func() {
 		if sb.workers.Add(-1) == 0 {
@@ -273,7 +276,7 @@ func (p *Peer) runItems(sb *serverBatch) {
 		if i >= n {
 			return
 		}
-		if i+1 < n {
+		if eager && i+1 < n {
 			p.startHelper(sb)
 		}
 		it := &sb.items[i]
@@ -289,20 +292,30 @@ func (p *Peer) runItems(sb *serverBatch) {
 	}
 }
 
-func (p *Peer) startHelper(sb *serverBatch) {
+// startHelpers starts a helper for each unclaimed item, while slots last.
+func (p *Peer) startHelpers(sb *serverBatch) {
+	for range len(sb.items) - int(sb.next.Load()) {
+		if !p.startHelper(sb) {
+			return
+		}
+	}
+}
+
+func (p *Peer) startHelper(sb *serverBatch) bool {
 	p.mu.Lock()
 	if p.closing || p.running >= p.cfg.MaxHandlers {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	p.running++
 	p.goroutines++
 	p.mu.Unlock()
 	sb.workers.Add(1)
 	go func() {
-		p.runItems(sb)
+		p.runItems(sb, true)
 		p.serve(p.nextQueued(nil))
 	}()
+	return true
 }
 
 // finishBatch writes the batch's one response, then releases the batch.

@@ -145,9 +145,14 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	// ErrClosed; the wait below sees that.
 	p.write(c.buf)
 
-	if ctx.Value(slotKey{}) == p {
-		p.lendSlot()
-		defer p.reclaimSlot()
+	if PeerFromContext(ctx) == p {
+		// A handler calling back its own peer: the answer must be read
+		// by someone else, and its slot must not block the callbacks.
+		p.handoff(false)
+		if ctx.Value(slotKey{}) == p {
+			p.lendSlot()
+			defer p.reclaimSlot()
+		}
 	}
 	if ctx.Done() == nil {
 		<-c.done

@@ -43,6 +43,9 @@ type Peer struct {
 	writeMu    sync.Mutex
 	writeTimer *time.Timer
 	pingTimer  *time.Timer
+	// handoffTimer fires when work served on the reading goroutine runs
+	// past inlineBudget.
+	handoffTimer *time.Timer
 
 	done     chan struct{} // closed when the peer stops working
 	finished chan struct{} // closed when every goroutine has returned
@@ -50,12 +53,17 @@ type Peer struct {
 
 	// mu guards the state below. It is never held while user code (a
 	// handler, hook or logger) runs, nor while writing.
-	mu         sync.Mutex
-	pending    map[uint64]*call
-	running    int        // goroutines serving requests
-	queue      []*inbound // requests waiting for a slot
-	notes      []*inbound // notifications waiting, served in order
-	noting     bool       // a goroutine is serving notes
+	mu      sync.Mutex
+	pending map[uint64]*call
+	running int        // goroutines serving requests
+	queue   []*inbound // requests waiting for a slot
+	notes   []*inbound // notifications waiting, served in order
+	noting  bool       // a goroutine is serving notes
+	// inlineWork is the work the reading goroutine is serving itself; nil
+	// once reading has moved on (handoff). Comparing it with its own work
+	// tells a goroutine whether it is still the reader.
+	inlineWork *inbound
+	inlineSB   *serverBatch
 	inflightN  map[uint64]struct{}
 	inflightS  map[string]struct{}
 	goroutines int
@@ -109,6 +117,8 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
 	})
 	p.writeTimer.Stop()
+	p.handoffTimer = time.AfterFunc(time.Hour, func() { p.handoff(true) })
+	p.handoffTimer.Stop()
 	return p
 }
 
@@ -214,6 +224,7 @@ func (p *Peer) shutdown(cause error) bool {
 	p.mu.Unlock()
 
 	p.cancel()
+	p.handoffTimer.Stop()
 	if p.pingTimer != nil {
 		p.pingTimer.Stop()
 	}
@@ -333,9 +344,9 @@ func (in *inbound) release() {
 }
 
 // readLoop reads messages and routes them: responses complete pending calls
-// right here, so they never wait behind handlers. To serve a request, the
-// goroutine hands reading over to a new goroutine and serves the request
-// itself (leader/follower), which saves a hand-off on the request's path.
+// right here, so they never wait behind handlers. Requests and
+// notifications are served right here too while they are cheap (see
+// serveInline): no goroutine is started and no hand-off is paid for them.
 func (p *Peer) readLoop(buf *msgBuf) {
 	for {
 		var err error
@@ -347,13 +358,88 @@ func (p *Peer) readLoop(buf *msgBuf) {
 			return
 		}
 		work, kept := p.route(buf)
-		if work != nil {
-			p.serve(work)
-			return
-		}
 		if kept {
 			buf = getBuf()
 		}
+		if work != nil && !p.serveInline(work) {
+			putBuf(buf)
+			return
+		}
+	}
+}
+
+// inlineBudget is how long work may run on the reading goroutine before
+// reading moves to another goroutine. It bounds the delay a slow handler can
+// impose on the messages behind it.
+const inlineBudget = 50 * time.Microsecond
+
+// serveInline serves work on the reading goroutine. Work that finishes
+// within inlineBudget never leaves it. Work that runs longer, or calls back
+// this peer, hands reading to another goroutine (handoff) and finishes here,
+// and this goroutine then serves the queue behind it and exits. It reports
+// whether this goroutine is still the reader.
+func (p *Peer) serveInline(in *inbound) bool {
+	note := in.env.id == nil && in.batch == nil
+	p.handoffTimer.Reset(inlineBudget)
+	if in.batch != nil {
+		p.serveBatch(in, false)
+	} else {
+		p.serveOne(in)
+	}
+	p.handoffTimer.Stop()
+
+	p.mu.Lock()
+	if p.inlineWork == in {
+		p.inlineWork, p.inlineSB = nil, nil
+		idle := len(p.queue) == 0 || p.closing
+		if note {
+			idle = len(p.notes) == 0
+		}
+		if idle {
+			if note {
+				p.noting = false
+			} else {
+				p.retire(in)
+			}
+			p.checkDrained()
+			p.mu.Unlock()
+			in.release()
+			return true
+		}
+		// Work queued behind this: serve it here, read elsewhere.
+		p.goroutines++
+		go p.readLoop(getBuf())
+	}
+	p.mu.Unlock()
+	if note {
+		p.serveNotes(p.nextNote(in))
+	} else {
+		p.serve(p.nextQueued(in))
+	}
+	return false
+}
+
+// handoff moves reading off the goroutine serving inline work, so that the
+// messages behind it get read. becomeReader: the calling goroutine (the
+// timer's) becomes the reader itself.
+func (p *Peer) handoff(becomeReader bool) {
+	p.mu.Lock()
+	if p.inlineWork == nil || p.closing {
+		p.mu.Unlock()
+		return
+	}
+	p.inlineWork = nil
+	p.goroutines++
+	sb := p.inlineSB
+	p.inlineSB = nil
+	p.mu.Unlock()
+	if sb != nil {
+		p.startHelpers(sb)
+	}
+	if becomeReader {
+		p.readLoop(getBuf())
+	} else {
+		go p.readLoop(getBuf())
 	}
 }
 
@@ -426,9 +512,8 @@ func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 			return nil, true
 		}
 		p.noting = true
-		p.goroutines++
+		p.inlineWork = in
 		p.mu.Unlock()
-		go p.readLoop(getBuf())
 		return in, true
 	}
 	if p.draining {
@@ -445,9 +530,8 @@ func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 	}
 	if p.running < p.cfg.MaxHandlers {
 		p.running++
-		p.goroutines++
+		p.inlineWork, p.inlineSB = in, in.batch
 		p.mu.Unlock()
-		go p.readLoop(getBuf())
 		return in, true
 	}
 	if len(p.queue) < p.cfg.MaxQueued {
@@ -477,8 +561,8 @@ func (p *Peer) trackID(id []byte) bool {
 		p.inflightN[n] = struct{}{}
 		return true
 	}
-	if id[0] != '"' {
-		return true // null, negative or fractional ids: not tracked
+	if id[0] == 'n' {
+		return true // null ids cannot be told apart: not tracked
 	}
 	if _, dup := p.inflightS[string(id)]; dup {
 		return false
@@ -494,13 +578,13 @@ func (p *Peer) trackID(id []byte) bool {
 func (p *Peer) untrackID(id []byte) {
 	if n, ok := parseUintID(id); ok {
 		delete(p.inflightN, n)
-	} else if id[0] == '"' {
+	} else if id[0] != 'n' {
 		delete(p.inflightS, string(id))
 	}
 }
 
 // serve runs work on this goroutine, then whatever queued behind it, and
-// returns when there is nothing left.
+// returns when there is nothing left. in may be nil.
 func (p *Peer) serve(in *inbound) {
 	if in != nil && in.env.id == nil && in.batch == nil {
 		p.serveNotes(in)
@@ -508,7 +592,7 @@ func (p *Peer) serve(in *inbound) {
 	}
 	for in != nil {
 		if in.batch != nil {
-			p.serveBatch(in)
+			p.serveBatch(in, true)
 		} else {
 			p.serveOne(in)
 		}
@@ -517,15 +601,24 @@ func (p *Peer) serve(in *inbound) {
 	p.exit()
 }
 
+// retire forgets served work's id and gives up its handler slot. Called
+// with p.mu held.
+func (p *Peer) retire(served *inbound) {
+	if served.env.id != nil && !p.closing {
+		p.untrackID(served.env.id)
+	}
+	p.running--
+}
+
 // nextQueued retires served work (nil for none) and returns the next queued
-// request for the calling goroutine, or nil after giving up its slot.
+// request for the calling goroutine, keeping its slot, or nil after giving
+// the slot up.
 func (p *Peer) nextQueued(served *inbound) *inbound {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if served != nil {
-		if served.env.id != nil && !p.closing {
-			p.untrackID(served.env.id)
-		}
+		p.retire(served)
+		p.running++ // the slot passes to the next request, if any
 		served.release()
 	}
 	if len(p.queue) > 0 && !p.closing {
@@ -539,24 +632,31 @@ func (p *Peer) nextQueued(served *inbound) *inbound {
 	return nil
 }
 
-// serveNotes serves notifications one at a time, in arrival order.
+// serveNotes serves notifications one at a time, in arrival order, then
+// returns.
 func (p *Peer) serveNotes(in *inbound) {
 	for in != nil {
 		p.serveOne(in)
-		in.release()
-		p.mu.Lock()
-		in = nil
-		if len(p.notes) > 0 {
-			in = p.notes[0]
-			p.notes[0] = nil
-			p.notes = p.notes[1:]
-		} else {
-			p.noting = false
-			p.checkDrained()
-		}
-		p.mu.Unlock()
+		in = p.nextNote(in)
 	}
 	p.exit()
+}
+
+// nextNote releases a served notification and returns the next one, or nil
+// when there is none (and no goroutine serves notes any more).
+func (p *Peer) nextNote(served *inbound) *inbound {
+	served.release()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.notes) > 0 {
+		in := p.notes[0]
+		p.notes[0] = nil
+		p.notes = p.notes[1:]
+		return in
+	}
+	p.noting = false
+	p.checkDrained()
+	return nil
 }
 
 // serveOne runs a single request or notification and writes its response.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -450,4 +451,46 @@ func TestErrorIs(t *testing.T) {
 	err := fmt.Errorf("wrapped: %w", &Error{Code: CodeMethodNotFound, Message: "other text"})
 	require.ErrorIs(t, err, ErrMethodNotFound)
 	require.False(t, errors.Is(err, ErrInvalidParams))
+}
+
+// TestHandoffKeepsOneReader guards the inline-serving hand-off: handlers
+// that outlive the inline budget, mixed with quick ones, must never leave
+// two goroutines reading the socket (which corrupts the frame stream).
+func TestHandoffKeepsOneReader(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "work", func(ctx context.Context, us []int) (int, error) {
+		if us[0] > 0 {
+			timer := time.NewTimer(time.Duration(us[0]) * time.Microsecond)
+			defer timer.Stop()
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		return us[0], nil
+	})
+	srv := NewServer(&Options{Methods: m})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	p, err := Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http"), &Options{Methods: m})
+	require.NoError(t, err)
+	defer p.Close()
+
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 40 {
+				us := (g*7 + i*13) % 5 * 60 // 0..240 µs: both sides of the budget
+				n, err := Call[int](context.Background(), p, "work", []int{us})
+				if err != nil || n != us {
+					t.Errorf("call: %d, %v", n, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, p.Err())
 }

@@ -13,10 +13,44 @@ import (
 // WebSocket message. Build it inside Peer.Batch, or with NewBatch and Send.
 // A Batch is not safe for concurrent use while it is being built.
 type Batch struct {
-	p     *Peer
+	p *Peer
+	batchItems
+}
+
+// batchItems is what Batch and HTTPBatch share: the calls and notifications
+// added, and sending them once.
+type batchItems struct {
 	items []batchItem
 	calls []*BatchCall
 	sent  bool
+}
+
+func (b *batchItems) addCall(method string, params, result any) *BatchCall {
+	c := &BatchCall{Method: method, result: result}
+	b.items = append(b.items, batchItem{method: method, params: params, call: c})
+	b.calls = append(b.calls, c)
+	return c
+}
+
+func (b *batchItems) addNotify(method string, params any) {
+	b.items = append(b.items, batchItem{method: method, params: params})
+}
+
+// sendOnce runs send, once, and then gives every call an outcome: its own,
+// or send's error.
+func (b *batchItems) sendOnce(ctx context.Context, send func(context.Context) error) error {
+	if b.sent {
+		return errors.New("wsrpc: batch already sent")
+	}
+	b.sent = true
+	err := send(ctx)
+	for _, c := range b.calls {
+		if err != nil && !c.done {
+			c.err = err
+		}
+		c.done = true
+	}
+	return err
 }
 
 type batchItem struct {
@@ -49,16 +83,11 @@ func (p *Peer) NewBatch() *Batch { return &Batch{p: p} }
 // Call adds a call of method with params; its result is decoded into result
 // (a pointer, or nil) when the batch's answer arrives.
 func (b *Batch) Call(method string, params, result any) *BatchCall {
-	c := &BatchCall{Method: method, result: result}
-	b.items = append(b.items, batchItem{method: method, params: params, call: c})
-	b.calls = append(b.calls, c)
-	return c
+	return b.addCall(method, params, result)
 }
 
 // Notify adds a notification of method with params.
-func (b *Batch) Notify(method string, params any) {
-	b.items = append(b.items, batchItem{method: method, params: params})
-}
+func (b *Batch) Notify(method string, params any) { b.addNotify(method, params) }
 
 // Len returns the number of calls and notifications in the batch.
 func (b *Batch) Len() int { return len(b.items) }
@@ -79,20 +108,7 @@ func (p *Peer) Batch(ctx context.Context, build func(b *Batch)) error {
 
 // Send sends the batch and waits as Peer.Batch does. A batch is sent once;
 // an empty batch sends nothing.
-func (b *Batch) Send(ctx context.Context) error {
-	if b.sent {
-		return errors.New("wsrpc: batch already sent")
-	}
-	b.sent = true
-	err := b.send(ctx)
-	for _, c := range b.calls {
-		if err != nil && !c.done {
-			c.err = err
-		}
-		c.done = true
-	}
-	return err
-}
+func (b *Batch) Send(ctx context.Context) error { return b.sendOnce(ctx, b.send) }
 
 func (b *Batch) send(ctx context.Context) error {
 	p := b.p
@@ -267,9 +283,16 @@ func (p *Peer) serveBatch(in *inbound, eager bool) {
 func (p *Peer) runItems(sb *serverBatch, eager bool) {
 	n := len(sb.items)
 	defer func() {
-		if sb.workers.Add(-1) == 0 {
-			sb.release()
+		if !eager {
+			// Served inline: from now on a handoff must not start
+			// helpers for this batch, which may be recycled below.
+			p.mu.Lock()
+			if p.inlineSB == sb {
+				p.inlineSB = nil
+			}
+			p.mu.Unlock()
 		}
+		sb.leave()
 	}()
 	for {
 		i := int(sb.next.Add(1)) - 1
@@ -333,16 +356,26 @@ func (p *Peer) finishBatch(sb *serverBatch) {
 // result is replaced by a CodeResponseTooLarge error with its own id.
 func (p *Peer) appendBatchResponse(b []byte, sb *serverBatch) []byte {
 	start := len(b)
+	// reserve keeps room for the items still to come to get at least a
+	// CodeResponseTooLarge error each, so that the array stays within the
+	// limit whatever the items before them returned.
+	reserve := 0
+	for i := range sb.items {
+		if it := &sb.items[i]; it.env.id != nil || it.env.invalid != "" {
+			reserve += tooLargeSize(it.req.ID) + 1
+		}
+	}
 	b = append(b, '[')
 	for i := range sb.items {
 		it := &sb.items[i]
 		if it.env.id == nil && it.env.invalid == "" {
 			continue // notification
 		}
+		reserve -= tooLargeSize(it.req.ID) + 1
 		if len(b) > start+1 {
 			b = append(b, ',')
 		}
-		budget := p.cfg.MaxBatchResponse - (len(b) - start) - 1
+		budget := p.cfg.MaxBatchResponse - (len(b) - start) - 1 - reserve
 		b = appendResponse(b, &it.req, it.res, it.err, p.cfg.Codec, budget, p.cfg)
 	}
 	return append(b, ']')
@@ -362,6 +395,13 @@ func (sb *serverBatch) replyAll(p *Peer, e *Error) {
 	wb.b = p.appendBatchResponse(wb.b[:0], sb)
 	p.write(wb.b)
 	putBuf(wb)
+}
+
+// leave drops a worker's reference; the last one out recycles the batch.
+func (sb *serverBatch) leave() {
+	if sb.workers.Add(-1) == 0 {
+		sb.release()
+	}
 }
 
 func (sb *serverBatch) release() {

@@ -18,6 +18,7 @@ type call struct {
 	done      chan struct{}
 	arena     []byte // raw results, appended by the reading goroutine
 	buf       []byte // the request message
+	selfRead  bool   // the caller may read the connection itself
 }
 
 type slot struct {
@@ -129,7 +130,13 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		p.putCall(c)
 		return fmt.Errorf("%w: request of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(c.buf), p.cfg.MaxMessageSize)
 	}
+	if err := ctx.Err(); err != nil {
+		p.putCall(c) // ended before anything was sent
+		return err
+	}
 	n := uint64(len(c.slots))
+	handler := PeerFromContext(ctx) == p
+	c.selfRead = ctx.Done() == nil && !handler
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
@@ -142,19 +149,29 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	p.mu.Unlock()
 
 	// A failed write closes the peer, which completes c's ids with
-	// ErrClosed; the wait below sees that.
-	p.write(c.buf)
+	// ErrClosed; the wait below sees that. A caller whose ctx ends while
+	// it waits for its turn to write gives up without writing.
+	if p.writeCtx(ctx.Done(), c.buf) == errWriteAbandoned {
+		p.abandon(c)
+		return ctx.Err()
+	}
 
-	if PeerFromContext(ctx) == p {
+	if handler {
 		// A handler calling back its own peer: the answer must be read
 		// by someone else, and its slot must not block the callbacks.
 		p.handoff(false)
 		if ctx.Value(slotKey{}) == p {
 			p.lendSlot()
 			defer p.reclaimSlot()
+		} else {
+			p.noteCall(true)
+			defer p.noteCall(false)
 		}
 	}
 	if ctx.Done() == nil {
+		if c.selfRead {
+			p.readUntil(c)
+		}
 		<-c.done
 		return nil
 	}
@@ -192,10 +209,12 @@ func (p *Peer) abandon(c *call) {
 func (p *Peer) complete(env *envelope) {
 	id, ok := parseUintID(env.id)
 	var c *call
+	idle := false
 	if ok {
 		p.mu.Lock()
 		if c = p.pending[id]; c != nil {
 			delete(p.pending, id)
+			idle = len(p.pending) == 0
 		}
 		p.mu.Unlock()
 	}
@@ -214,6 +233,9 @@ func (p *Peer) complete(env *envelope) {
 		s.n = len(env.result)
 	}
 	if c.remaining.Add(-1) == 0 {
+		if c.selfRead && idle {
+			p.yieldRead = true
+		}
 		c.done <- struct{}{}
 	}
 }
@@ -260,5 +282,8 @@ func (p *Peer) Notify(ctx context.Context, method string, params any) error {
 	if int64(len(wb.b)) > p.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(wb.b), p.cfg.MaxMessageSize)
 	}
-	return p.write(wb.b)
+	if err := p.writeCtx(ctx.Done(), wb.b); err != errWriteAbandoned {
+		return err
+	}
+	return ctx.Err()
 }

@@ -41,6 +41,7 @@ var errMessageTimeout = errors.New("wsrpc: message did not complete in time")
 // close it by accident.
 type wsTransport struct {
 	c          *websocket.Conn
+	raw        net.Conn // the hijacked connection of an accepted peer, or nil
 	msgTimeout time.Duration
 	msgTimer   *time.Timer
 	timedOut   atomic.Bool
@@ -96,6 +97,9 @@ func (t *wsTransport) close(code websocket.StatusCode, reason string) error {
 
 func (t *wsTransport) closeNow() error {
 	t.msgTimer.Stop()
+	if t.raw != nil {
+		t.raw.Close() // also ends a closing handshake in progress
+	}
 	return t.c.CloseNow()
 }
 

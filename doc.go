@@ -31,6 +31,54 @@
 // gets a single Invalid Request error. A batch may also carry responses to
 // this peer's own calls.
 //
+// # An API declared once
+//
+// [NewMethod] and [NewNotification] declare a method or notification with
+// its params and result types, once, in a package both programs import. The
+// same descriptor registers the implementation on one side
+// ([Method.Register], signature checked by the compiler) and calls it from
+// the other ([Method.Call], [Method.Batch]) over a [Peer] or an
+// [HTTPClient]. [Methods.Declare] records descriptors a table is expected to
+// serve; [Methods.Unhandled] lists those with no implementation yet.
+//
+// # Middleware and guards
+//
+// A [Middleware] wraps a [Handler]; [Methods.Use] applies it to a whole
+// table (first added is outermost), and Methods.Handle or Register take
+// middleware for one method. [Logging] logs each call with log/slog
+// (method, duration, error code; params only if asked); [Recover] is the
+// panic and error mapping every handler already runs under.
+//
+// A [Guard] decides from the call's context whether it may run: the peer's
+// identity ([IdentityFromContext], set by [Options.Authenticate]) and the
+// upgrade or POST request ([HTTPRequestFromContext]). [Methods.Guard]
+// guards a whole table and [Guarded] one method; a refused call gets
+// [CodeUnauthorized] (-32002) and its handler never runs. [RequireIdentity]
+// and [AllowHosts] are ready-made guards. Each item of a batch passes
+// through middleware and guards on its own.
+//
+// # Broadcast
+//
+// A [Server] knows its peers: [Server.Peers], [Server.Peer] by [Peer.ID],
+// and [Server.Broadcast], which encodes a notification once and queues it
+// for every peer a filter selects. Each peer has its own bounded outbound
+// queue ([Options.MaxOutbound]); a peer that falls that far behind is closed
+// with status 1008, and never slows the others or the broadcaster.
+//
+// # HTTP POST
+//
+// The same [Server] answers POST requests with Content-Type
+// application/json (single calls and batches) from the same method table,
+// guards and middleware, under the same limits and the same host, origin
+// and Authenticate checks. A handler serving a POST has no peer:
+// PeerFromContext returns nil, and calls on a nil *Peer return [ErrNoPeer].
+// [HTTPClient] calls such an endpoint with the surface of a Peer.
+//
+// # Custom JSON
+//
+// [Options.Codec] replaces encoding/json for params and results (on both
+// transports and in descriptors); the envelope is always wsrpc's own.
+//
 // # Concurrency and ordering
 //
 // One goroutine reads the connection at any time. It routes every response
@@ -45,9 +93,18 @@
 // Items of a batch run concurrently within the same limit.
 //
 // Notifications (outside batches) are handled one at a time, in the order
-// they arrived, on their own goroutine: a notification handler may call its
-// peer, and requests keep running beside it. There is no ordering between
-// notifications and requests.
+// they arrived: a notification handler may call its peer, and requests keep
+// running beside it. There is no ordering between notifications and
+// requests.
+//
+// Cheap work runs on the reading goroutine itself, which saves a goroutine
+// hand-off per message: a request, batch or notification whose handler
+// returns within 50µs never leaves it. Work that runs longer, or calls back
+// its own peer, hands reading to another goroutine, so a slow handler delays
+// the messages behind it by at most that budget. A caller whose context
+// cannot be cancelled (context.Background) may read the connection itself
+// while no one else does, so its answer wakes it directly; when the peer
+// goes idle, a background reader takes over within 50µs.
 //
 // Writes are serialised per connection: every message is written whole.
 //
@@ -91,9 +148,11 @@
 //     their own id.
 //   - MaxHandlers 32 requests running per peer, MaxQueued 256 waiting; more
 //     gets [CodeServerBusy]. The reading goroutine never blocks on them.
-//   - MaxNotifications 1024 waiting; a peer that floods past it is closed
-//     with status 1008 (policy violation). Notifications are never dropped
-//     silently.
+//   - MaxNotifications 1024 waiting. At the cap the peer stops reading
+//     until the queue is half drained, so a burst is slowed down by TCP;
+//     a queue that stays full for WriteTimeout (or fills while its handler
+//     waits on this peer) closes the connection with status 1008 (policy
+//     violation). Notifications are never dropped silently.
 //   - MaxPending 256 of this peer's own calls (a batch counts once) awaiting
 //     answers; Call waits for a free slot, bounded by its context.
 //   - WriteTimeout 10s: a message that cannot be written in time (the other

@@ -201,9 +201,10 @@ func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, pa
 // paramsDecoder maps JSON params onto a P, following the rules of Register.
 type paramsDecoder[P any] struct {
 	shape  shape
-	fields []string // json names of a struct's positional fields
-	arrLen int      // length of a Go array P
-	raw    bool     // P is json.RawMessage
+	fields []string      // json names of a struct's positional fields
+	arrLen int           // length of a Go array P
+	raw    bool          // P is json.RawMessage
+	basic  *basicDecoder // P is a basic value or a list of them
 }
 
 type shape int
@@ -229,6 +230,7 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return d // shapeAny: the type decides for itself
 	}
+	d.basic = newBasicDecoder(t)
 	et := t
 	for et.Kind() == reflect.Pointer {
 		et = et.Elem()
@@ -292,6 +294,9 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 		return nil
 	}
 	isArray := params[0] == '['
+	if d.basic != nil && isArray && codec == nil {
+		return d.basic.decode(params, reflect.ValueOf(p).Elem())
+	}
 	switch d.shape {
 	case shapeStruct:
 		if isArray {
@@ -302,7 +307,7 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 			return &Error{Code: CodeInvalidParams, Message: "invalid params: expected an array of arguments"}
 		}
 		if d.arrLen >= 0 {
-			if n := len(splitArray(nil, params)); n > d.arrLen {
+			if n := countElems(params); n > d.arrLen {
 				return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", d.arrLen, n)}
 			}
 		}
@@ -314,9 +319,17 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 		if !isArray {
 			return &Error{Code: CodeInvalidParams, Message: "invalid params: expected an array of one argument"}
 		}
-		elems := splitArray(nil, params)
-		if len(elems) != 1 {
-			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected 1 argument, got %d", len(elems))}
+		var elems [1][]byte
+		n := 0
+		eachElem(params, func(i int, tok []byte) error {
+			if i == 0 {
+				elems[0] = tok
+			}
+			n++
+			return nil
+		})
+		if n != 1 {
+			return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected 1 argument, got %d", n)}
 		}
 		params = elems[0]
 	}

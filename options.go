@@ -22,6 +22,7 @@ const (
 	DefaultPingTimeout      = 10 * time.Second
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxConnections   = 10000
+	DefaultMaxOutbound      = 1024
 )
 
 // Codec marshals and unmarshals params and results. The JSON-RPC envelope
@@ -63,8 +64,11 @@ type Options struct {
 	// MaxQueued bounds the requests waiting for a handler slot; a request
 	// beyond it is answered with CodeServerBusy. Default 256.
 	MaxQueued int
-	// MaxNotifications bounds the notifications waiting to be handled; a
-	// peer that floods past it is closed with status 1008. Default 1024.
+	// MaxNotifications bounds the notifications waiting to be handled. At
+	// the bound the peer stops reading until half of them are handled; if
+	// the queue stays full for WriteTimeout, or fills while the
+	// notification handler waits on this peer, the connection is closed
+	// with status 1008. Default 1024.
 	MaxNotifications int
 	// MaxPending bounds this peer's own calls awaiting a response; Call
 	// waits for a free slot (respecting its ctx). Default 256.
@@ -97,12 +101,19 @@ type Options struct {
 	// Authenticate runs on the upgrade request before the upgrade. A
 	// non-nil error refuses the connection (401, or the status of an
 	// *HTTPError); the returned identity is available to every handler as
-	// Peer.Identity. Accept side only.
+	// Peer.Identity. It runs on each POST to a Server too, whose handlers
+	// see the identity with IdentityFromContext. Accept side only.
 	Authenticate func(r *http.Request) (identity any, err error)
 
 	// MaxConnections caps the peers of a Server; over it, upgrades get
 	// HTTP 429. Default 10000. Server only.
 	MaxConnections int
+	// MaxOutbound bounds the messages waiting in a peer's outbound queue
+	// (Server.Broadcast). A peer that falls that far behind is closed with
+	// status 1008. The messages are shared by the peers they go to, so
+	// memory grows with the broadcasts in flight, not with the peers.
+	// Default 1024. Server only.
+	MaxOutbound int
 	// OnConnect runs when a Server's peer is connected, before it reads
 	// its first message. Server only.
 	OnConnect func(p *Peer)
@@ -110,9 +121,11 @@ type Options struct {
 	// goroutines have returned. Server only.
 	OnDisconnect func(p *Peer)
 
-	// HTTPHeader is sent with the handshake. Dial only.
+	// HTTPHeader is sent with the handshake, and with every request of an
+	// HTTPClient. Dial and NewHTTPClient only.
 	HTTPHeader http.Header
-	// HTTPClient performs the handshake. Dial only.
+	// HTTPClient performs the handshake, or an HTTPClient's requests. Dial
+	// and NewHTTPClient only.
 	HTTPClient *http.Client
 }
 
@@ -147,6 +160,7 @@ func (o *Options) config() *config {
 	def(&c.MaxNotifications, DefaultMaxNotifications)
 	def(&c.MaxPending, DefaultMaxPending)
 	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.MaxOutbound, DefaultMaxOutbound)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)
 	defDur(&c.PingInterval, DefaultPingInterval)
 	defDur(&c.PingTimeout, DefaultPingTimeout)

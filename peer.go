@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,7 +24,6 @@ import (
 type Peer struct {
 	cfg     *config
 	conn    transport
-	methods *Methods
 	httpReq *http.Request
 
 	// ctx is the context of every handler: it carries the peer and is
@@ -40,12 +38,26 @@ type Peer struct {
 	slots  chan struct{} // one per outgoing call or batch awaiting answers
 	calls  sync.Pool     // of *call
 
-	writeMu    sync.Mutex
+	// writeSem is held (full) while a message is being written. It is a
+	// channel, not a mutex, so that a caller whose context ends while it
+	// waits for its turn can give up (see writeCtx).
+	writeSem   chan struct{}
 	writeTimer *time.Timer
 	pingTimer  *time.Timer
 	// handoffTimer fires when work served on the reading goroutine runs
 	// past inlineBudget.
 	handoffTimer *time.Timer
+
+	// readToken is full while some goroutine has the reading role: the
+	// background reader, or a caller reading its own answer (readUntil).
+	// lapseTimer gives the role back to a background reader when it has
+	// been free for readLapse.
+	readToken  chan struct{}
+	lapseTimer *time.Timer
+	// yieldRead is set by complete, for the goroutine that has the reading
+	// role only: the call just answered was the last pending one, and its
+	// caller can read for itself next time.
+	yieldRead bool
 
 	done     chan struct{} // closed when the peer stops working
 	finished chan struct{} // closed when every goroutine has returned
@@ -59,6 +71,11 @@ type Peer struct {
 	queue   []*inbound // requests waiting for a slot
 	notes   []*inbound // notifications waiting, served in order
 	noting  bool       // a goroutine is serving notes
+	// noteCalling: the notification handler waits on a call to this peer.
+	noteCalling bool
+	// notesRoom is closed when the notes queue has room again for a
+	// reader paused by backpressure.
+	notesRoom chan struct{}
 	// inlineWork is the work the reading goroutine is serving itself; nil
 	// once reading has moved on (handoff). Comparing it with its own work
 	// tells a goroutine whether it is still the reader.
@@ -72,6 +89,13 @@ type Peer struct {
 	drained    chan struct{}
 	err        error
 	identity   any
+
+	// broadcast queue (broadcast.go): outQ, outBusy and outOverflow are
+	// guarded by mu; id is set once, atomically.
+	id          atomic.Uint64
+	outQ        [][]byte // messages waiting, shared with other peers
+	outBusy     bool     // a goroutine is draining outQ
+	outOverflow bool     // outQ overflowed: the peer is being closed
 }
 
 type peerKey struct{}
@@ -98,9 +122,9 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 	p := &Peer{
 		cfg:      cfg,
 		conn:     t,
-		methods:  cfg.Methods,
 		httpReq:  r,
 		slots:    make(chan struct{}, cfg.MaxPending),
+		writeSem: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 		pending:  map[uint64]*call{},
@@ -119,11 +143,15 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 	p.writeTimer.Stop()
 	p.handoffTimer = time.AfterFunc(time.Hour, func() { p.handoff(true) })
 	p.handoffTimer.Stop()
+	p.readToken = make(chan struct{}, 1)
+	p.lapseTimer = time.AfterFunc(time.Hour, p.lapse)
+	p.lapseTimer.Stop()
 	return p
 }
 
 // start launches the reading goroutine and the keepalive timer.
 func (p *Peer) start() {
+	p.readToken <- struct{}{}
 	p.mu.Lock()
 	p.goroutines++
 	p.mu.Unlock()
@@ -223,20 +251,24 @@ func (p *Peer) shutdown(cause error) bool {
 	fin := p.goroutines == 0
 	p.mu.Unlock()
 
-	p.cancel()
-	p.handoffTimer.Stop()
-	if p.pingTimer != nil {
-		p.pingTimer.Stop()
-	}
 	close(p.done)
-	for _, in := range queued {
-		in.release()
-	}
+	// Pending calls fail before handler contexts are cancelled: their
+	// callers should not be scheduled behind every handler woken by the
+	// cancellation.
 	for id, c := range pending {
 		c.slots[id-c.firstID].err = p.err
 		if c.remaining.Add(-1) == 0 {
 			c.done <- struct{}{}
 		}
+	}
+	p.cancel()
+	p.handoffTimer.Stop()
+	p.lapseTimer.Stop()
+	if p.pingTimer != nil {
+		p.pingTimer.Stop()
+	}
+	for _, in := range queued {
+		in.release()
 	}
 	if fin {
 		p.finish()
@@ -290,18 +322,48 @@ func (p *Peer) keepalive() {
 
 // write sends one message. Writers take turns; a write that does not finish
 // within the write timeout closes the connection.
-func (p *Peer) write(b []byte) error {
-	p.writeMu.Lock()
+func (p *Peer) write(b []byte) error { return p.writeCtx(nil, b) }
+
+// errWriteAbandoned is writeCtx giving up before its turn to write came.
+var errWriteAbandoned = errors.New("wsrpc: write abandoned")
+
+// writeCtx is write for a caller that stops waiting for its turn when done
+// is closed (nil: never), returning errWriteAbandoned with nothing written.
+// A write that has begun is never interrupted.
+func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
+	select {
+	case p.writeSem <- struct{}{}:
+	default:
+		select {
+		case p.writeSem <- struct{}{}:
+		case <-done:
+			return errWriteAbandoned
+		}
+	}
 	p.writeTimer.Reset(p.cfg.WriteTimeout)
 	err := p.conn.writeMessage(b)
 	p.writeTimer.Stop()
-	p.writeMu.Unlock()
+	<-p.writeSem
 	if err != nil {
+		// The reader may know better why the connection ended: the other
+		// side's close frame (1009, say) is often already queued when the
+		// reset it sent right after fails this write. Give the reader a
+		// moment to report it before settling for the write error.
+		grace := time.NewTimer(writeErrGrace)
+		select {
+		case <-p.done:
+		case <-grace.C:
+		}
+		grace.Stop()
 		p.fail(err)
 		return p.Err()
 	}
 	return nil
 }
+
+// writeErrGrace is how long a failed write waits for the reader to report
+// why the connection ended.
+const writeErrGrace = 20 * time.Millisecond
 
 // ---- reading and routing ----
 
@@ -365,7 +427,116 @@ func (p *Peer) readLoop(buf *msgBuf) {
 			putBuf(buf)
 			return
 		}
+		if p.yieldRead {
+			// The last pending call was answered and its caller reads
+			// for itself: leave the role free for its next call.
+			p.yieldRead = false
+			<-p.readToken
+			p.lapseTimer.Reset(readLapse)
+			putBuf(buf)
+			p.exit()
+			return
+		}
 	}
+}
+
+// readLapse is how long the reading role may stay free before a background
+// reader takes it back. While it is free, nothing reads: incoming requests
+// and pings wait at most this long.
+const readLapse = 50 * time.Microsecond
+
+// lapse starts a background reader if the reading role is still free.
+func (p *Peer) lapse() {
+	select {
+	case p.readToken <- struct{}{}:
+	default:
+		return // a caller reads
+	}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		<-p.readToken
+		return
+	}
+	p.goroutines++
+	p.mu.Unlock()
+	p.readLoop(getBuf())
+}
+
+// readUntil lets a waiting caller read the connection itself until its own
+// call c is answered, which saves the hand-off from a reader goroutine to
+// the caller: the answer wakes the caller directly. It is used only by
+// callers whose context cannot be cancelled (a blocked read cannot be
+// interrupted) and that are not handlers of this peer, and only when the
+// reading role is free.
+func (p *Peer) readUntil(c *call) {
+	select {
+	case p.readToken <- struct{}{}:
+	default:
+		return // someone else reads; wait for them
+	}
+	p.lapseTimer.Stop()
+	buf := getBuf()
+	for c.remaining.Load() != 0 {
+		var err error
+		buf.b, err = p.conn.readMessage(buf.b)
+		if err != nil {
+			putBuf(buf)
+			p.fail(err)
+			return
+		}
+		work, kept := p.route(buf)
+		if kept {
+			buf = getBuf()
+		}
+		if work != nil {
+			// A caller does not serve the other side: the work, and the
+			// reading role with it, go to a reader goroutine.
+			putBuf(buf)
+			p.yieldRead = false
+			p.spawnReader(work)
+			return
+		}
+	}
+	putBuf(buf)
+	p.yieldRead = false // set by our own answer; we hand the role on below
+	p.mu.Lock()
+	waiting := len(p.pending) > 0 && !p.closing
+	p.mu.Unlock()
+	if waiting {
+		p.spawnReader(nil) // other callers wait for their answers
+		return
+	}
+	<-p.readToken
+	p.lapseTimer.Reset(readLapse)
+}
+
+// spawnReader starts a reader goroutine that inherits the reading role and
+// first serves work (when not nil), which admit has already accounted for.
+func (p *Peer) spawnReader(work *inbound) {
+	p.mu.Lock()
+	if p.closing {
+		if work != nil {
+			if work.env.id == nil && work.batch == nil {
+				p.noting = false
+			} else {
+				p.running--
+			}
+			p.inlineWork, p.inlineSB = nil, nil
+		}
+		p.mu.Unlock()
+		if work != nil {
+			work.release()
+		}
+		return
+	}
+	p.goroutines++
+	p.mu.Unlock()
+	go func() {
+		if work == nil || p.serveInline(work) {
+			p.readLoop(getBuf())
+		}
+	}()
 }
 
 // inlineBudget is how long work may run on the reading goroutine before
@@ -399,7 +570,7 @@ func (p *Peer) serveInline(in *inbound) bool {
 			if note {
 				p.noting = false
 			} else {
-				p.retire(in)
+				p.running--
 			}
 			p.checkDrained()
 			p.mu.Unlock()
@@ -432,9 +603,13 @@ func (p *Peer) handoff(becomeReader bool) {
 	p.goroutines++
 	sb := p.inlineSB
 	p.inlineSB = nil
+	if sb != nil {
+		sb.workers.Add(1) // keeps the batch alive while helpers start
+	}
 	p.mu.Unlock()
 	if sb != nil {
 		p.startHelpers(sb)
+		sb.leave()
 	}
 	if becomeReader {
 		p.readLoop(getBuf())
@@ -501,14 +676,34 @@ func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 	}
 	if env.id == nil && in.batch == nil {
 		if p.noting {
-			if len(p.notes) >= p.cfg.MaxNotifications {
+			if len(p.notes) >= p.cfg.MaxNotifications && p.noteCalling {
+				// The notification handler waits for an answer that
+				// only this reader can deliver: pausing would deadlock.
 				p.mu.Unlock()
 				in.release()
 				p.violation(websocket.StatusPolicyViolation, "notification queue overflow")
 				return nil, true
 			}
 			p.notes = append(p.notes, in)
+			if len(p.notes) < p.cfg.MaxNotifications {
+				p.mu.Unlock()
+				return nil, true
+			}
+			// Backpressure: stop reading until the queue is half drained,
+			// so a burst is slowed down by TCP rather than refused. A
+			// flood the handler cannot absorb within WriteTimeout is
+			// closed with 1008.
+			room := make(chan struct{})
+			p.notesRoom = room
 			p.mu.Unlock()
+			stall := time.NewTimer(p.cfg.WriteTimeout)
+			defer stall.Stop()
+			select {
+			case <-room:
+			case <-p.done:
+			case <-stall.C:
+				p.violation(websocket.StatusPolicyViolation, "notification queue overflow")
+			}
 			return nil, true
 		}
 		p.noting = true
@@ -601,25 +796,14 @@ func (p *Peer) serve(in *inbound) {
 	p.exit()
 }
 
-// retire forgets served work's id and gives up its handler slot. Called
-// with p.mu held.
-func (p *Peer) retire(served *inbound) {
-	if served.env.id != nil && !p.closing {
-		p.untrackID(served.env.id)
-	}
-	p.running--
-}
-
-// nextQueued retires served work (nil for none) and returns the next queued
+// nextQueued releases served work (nil for none) and returns the next queued
 // request for the calling goroutine, keeping its slot, or nil after giving
 // the slot up.
 func (p *Peer) nextQueued(served *inbound) *inbound {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if served != nil {
-		p.retire(served)
-		p.running++ // the slot passes to the next request, if any
-		served.release()
+		served.release() // its slot passes to the next request, if any
 	}
 	if len(p.queue) > 0 && !p.closing {
 		in := p.queue[0]
@@ -652,6 +836,9 @@ func (p *Peer) nextNote(served *inbound) *inbound {
 		in := p.notes[0]
 		p.notes[0] = nil
 		p.notes = p.notes[1:]
+		if len(p.notes) <= p.cfg.MaxNotifications/2 {
+			p.wakeReader()
+		}
 		return in
 	}
 	p.noting = false
@@ -669,22 +856,35 @@ func (p *Peer) serveOne(in *inbound) {
 	res, err := p.dispatch(p.slotCtx, &in.env, req)
 	wb := getBuf()
 	wb.b = appendResponse(wb.b[:0], req, res, err, p.cfg.Codec, int(p.cfg.MaxMessageSize), p.cfg)
+	// The id is free again before the answer goes out: a caller may reuse
+	// it as soon as it has the answer.
+	p.mu.Lock()
+	if !p.closing {
+		p.untrackID(in.env.id)
+	}
+	p.mu.Unlock()
 	p.write(wb.b)
 	putBuf(wb)
 }
 
 // dispatch finds and runs the handler for env, filling req.
 func (p *Peer) dispatch(ctx context.Context, env *envelope, req *Request) (any, error) {
-	*req = Request{Params: env.params, ID: env.id, peer: p, codec: p.cfg.Codec}
-	me := p.methods.lookup(env.method[1 : len(env.method)-1])
+	return dispatch(ctx, p.cfg, p, env, req)
+}
+
+// dispatch finds and runs the handler for env in cfg.Methods, filling req.
+// p is the peer the request came on, nil for HTTP POST.
+func dispatch(ctx context.Context, cfg *config, p *Peer, env *envelope, req *Request) (any, error) {
+	*req = Request{Params: env.params, ID: env.id, peer: p, codec: cfg.Codec}
+	me := cfg.Methods.lookup(env.method[1 : len(env.method)-1])
 	if me == nil && env.methodEscaped {
-		me = p.methods.lookup([]byte(env.methodName()))
+		me = cfg.Methods.lookup([]byte(env.methodName()))
 	}
 	if me == nil {
 		return nil, methodNotFound(env.methodName())
 	}
 	req.Method = me.name
-	return invoke(ctx, me.chain, req, p.cfg)
+	return invoke(ctx, me.chain, req, cfg)
 }
 
 func methodNotFound(name string) *Error {
@@ -694,23 +894,11 @@ func methodNotFound(name string) *Error {
 	return errorf(CodeMethodNotFound, "method not found: "+strconv.Quote(name))
 }
 
-// invoke runs h, turning a panic into CodeInternalError. The panic value and
-// stack go to the local log only.
+// invoke runs h under the recovery of the Recover middleware (recovered),
+// so that a panic or a plain error never reaches the wire even when the
+// table has no middleware.
 func invoke(ctx context.Context, h Handler, req *Request, cfg *config) (res any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			cfg.log.Error("wsrpc: handler panicked", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
-			res, err = nil, ErrInternal
-		}
-	}()
-	res, err = h(ctx, req)
-	if err != nil {
-		var e *Error
-		if !errors.As(err, &e) {
-			cfg.log.Error("wsrpc: handler failed", "method", req.Method, "err", err)
-		}
-	}
-	return res, err
+	return recovered(ctx, h, req, cfg.log)
 }
 
 // appendResponse appends the response to req. A result that cannot be
@@ -742,7 +930,22 @@ func appendResponse(b []byte, req *Request, res any, err error, c Codec, limit i
 		}
 		b = b[:start]
 	}
-	return appendErrorResponse(b, req.ID, toWireError(err))
+	b = appendErrorResponse(b, req.ID, toWireError(err))
+	if len(b)-start > limit {
+		// An error too large to send (a handler's big data): the caller
+		// still gets an answer to its id, within the limit.
+		b = appendErrorResponse(b[:start], req.ID, ErrResponseTooLarge)
+	}
+	return b
+}
+
+// tooLargeSize is the size of the CodeResponseTooLarge error response to
+// id, the least an answer to id can take.
+func tooLargeSize(id []byte) int {
+	if id == nil {
+		id = []byte(nullID)
+	}
+	return len(jsonrpcPrefix+`,"id":,"error":{"code":-32001,"message":"response too large"}}`) + len(id)
 }
 
 // appendResultValue is appendValue for a handler's result: a panic in the
@@ -783,6 +986,26 @@ func (p *Peer) replyBusy(in *inbound, e *Error) {
 		return
 	}
 	in.batch.replyAll(p, e)
+}
+
+// wakeReader resumes a reader paused by notification backpressure. Called
+// with p.mu held.
+func (p *Peer) wakeReader() {
+	if p.notesRoom != nil {
+		close(p.notesRoom)
+		p.notesRoom = nil
+	}
+}
+
+// noteCall marks the notification handler as waiting on this peer (on) or
+// not (off); while it waits, the reader must not pause for backpressure.
+func (p *Peer) noteCall(on bool) {
+	p.mu.Lock()
+	p.noteCalling = on
+	if on {
+		p.wakeReader()
+	}
+	p.mu.Unlock()
 }
 
 // lendSlot gives up the handler slot of a handler that waits for an answer

@@ -1,6 +1,7 @@
 package wsrpc
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"iter"
@@ -59,28 +60,55 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config) (*Peer, error) 
 		http.Error(w, err.Error(), status)
 		return nil, err
 	}
-	var identity any
-	if cfg.Authenticate != nil {
-		id, err := cfg.Authenticate(r)
-		if err != nil {
-			status, msg := http.StatusUnauthorized, "unauthorized"
-			var he *HTTPError
-			if errors.As(err, &he) {
-				status, msg = he.Status, he.Message
-			}
-			http.Error(w, msg, status)
-			return nil, err
-		}
-		identity = id
+	identity, err := authenticate(w, r, cfg)
+	if err != nil {
+		return nil, err
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hr := &hijackRecorder{ResponseWriter: w}
+	c, err := websocket.Accept(hr, r, &websocket.AcceptOptions{
 		OriginPatterns:     cfg.OriginPatterns,
 		InsecureSkipVerify: cfg.InsecureAllowAnyOrigin,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newPeer(newWSTransport(c, cfg), cfg, r, identity), nil
+	t := newWSTransport(c, cfg)
+	t.raw = hr.conn
+	return newPeer(t, cfg, r, identity), nil
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks, so that the
+// peer can drop it at once even while a closing handshake is in progress
+// (coder/websocket's CloseNow waits for a Close in progress, up to its own
+// timeouts of several seconds).
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// authenticate runs Options.Authenticate on r. On refusal it answers with
+// 401, or the status of an *HTTPError, and returns the error.
+func authenticate(w http.ResponseWriter, r *http.Request, cfg *config) (identity any, err error) {
+	if cfg.Authenticate == nil {
+		return nil, nil
+	}
+	if identity, err = cfg.Authenticate(r); err != nil {
+		status, msg := http.StatusUnauthorized, "unauthorized"
+		var he *HTTPError
+		if errors.As(err, &he) {
+			status, msg = he.Status, he.Message
+		}
+		http.Error(w, msg, status)
+	}
+	return identity, err
 }
 
 var (
@@ -177,9 +205,32 @@ func NewServer(opts *Options) *Server {
 	return &Server{cfg: opts.config(), peers: map[*Peer]struct{}{}}
 }
 
-// ServeHTTP upgrades the request and serves the new peer until it ends.
-// It answers 503 while shutting down and 429 past Options.MaxConnections.
+// ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
+// is served until it ends, with 429 past Options.MaxConnections.
+//
+// A POST with Content-Type application/json carries one JSON-RPC request,
+// notification or batch, served with the same methods, middleware, guards,
+// limits and checks (Host, Origin, Authenticate) as the peers; handlers
+// see no peer (PeerFromContext returns nil) but HTTPRequestFromContext and
+// IdentityFromContext. The answer comes with 200, error objects included,
+// or 204 when there is nothing to answer. The request itself may be
+// refused: 403 and 401 as an upgrade would be, 413 for a body over
+// MaxMessageSize, 415 for another Content-Type.
+//
+// Other methods get 405, and every request 503 while shutting down. POST
+// requests in progress are not waited for by Shutdown; http.Server's
+// Shutdown does that.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		s.servePOST(w, r)
+		return
+	case http.MethodGet:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	s.mu.Lock()
 	switch {
 	case s.closing:
@@ -209,6 +260,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.closeWith(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
+	p.ID() // numbered as it connects, before anyone can look it up
 	s.peers[p] = struct{}{}
 	p.onFinish = s.remove
 	s.mu.Unlock()
@@ -296,11 +348,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-idle
 		return nil
 	case <-ctx.Done():
+		// Drop every connection now. A handler that ignores its context
+		// may still be running: like http.Server.Shutdown, do not wait
+		// for it past the deadline.
 		for _, p := range peers {
 			p.fail(ctx.Err())
 		}
-		<-done
-		<-idle
 		return ctx.Err()
 	}
 }

@@ -1,6 +1,7 @@
 package wsrpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -14,8 +15,8 @@ import (
 // the same pass, slices the members it cares about out of the buffer. Nothing
 // is copied or decoded until a handler or a caller asks for its value.
 
-// maxDepth bounds nesting, as encoding/json does, so that no message can
-// exhaust the stack of the goroutine that scans it.
+// maxDepth bounds nesting, as encoding/json does (at most maxDepth levels),
+// so that no message can exhaust the stack of the goroutine that scans it.
 const maxDepth = 10000
 
 var errSyntax = errors.New("invalid JSON")
@@ -68,6 +69,16 @@ func validID(id []byte) bool {
 	return false
 }
 
+// isVersion2 reports whether v is the JSON string "2.0", however spelled
+// ("2\u002e0" is "2.0" too).
+func isVersion2(v []byte) bool {
+	if string(v) == `"2.0"` {
+		return true
+	}
+	var s string
+	return escapedString(v) && json.Unmarshal(v, &s) == nil && s == "2.0"
+}
+
 // classify checks the members of a parsed object against the specification
 // and sets e.invalid when the object is neither a request nor a response.
 func (e *envelope) classify() {
@@ -75,7 +86,7 @@ func (e *envelope) classify() {
 		return
 	}
 	switch {
-	case string(e.version) != `"2.0"`:
+	case !isVersion2(e.version):
 		e.invalid = `"jsonrpc" must be "2.0"`
 	case e.id != nil && !validID(e.id):
 		e.invalid = `"id" must be a string, a number or null`
@@ -192,12 +203,7 @@ func escapedString(tok []byte) bool {
 	if len(tok) == 0 || tok[0] != '"' {
 		return false
 	}
-	for _, c := range tok[1 : len(tok)-1] {
-		if c == '\\' {
-			return true
-		}
-	}
-	return false
+	return bytes.IndexByte(tok[1:len(tok)-1], '\\') >= 0
 }
 
 func skipSpace(b []byte, i int) int {
@@ -222,7 +228,7 @@ func scanValue(b []byte, i, depth int) (int, error) {
 		end, _, err := scanString(b, i)
 		return end, err
 	case c == '{':
-		if depth > maxDepth {
+		if depth >= maxDepth {
 			return 0, errSyntax
 		}
 		i = skipSpace(b, i+1)
@@ -257,7 +263,7 @@ func scanValue(b []byte, i, depth int) (int, error) {
 			i = skipSpace(b, i+1)
 		}
 	case c == '[':
-		if depth > maxDepth {
+		if depth >= maxDepth {
 			return 0, errSyntax
 		}
 		i = skipSpace(b, i+1)
@@ -344,9 +350,12 @@ func scanNumber(b []byte, i int) (int, error) {
 // characters and UTF-8. It returns the index after the closing quote.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
-	for i < len(b) {
-		c := b[i]
-		switch {
+	for {
+		i = plainRun(b, i)
+		if i >= len(b) {
+			return 0, false, errSyntax
+		}
+		switch c := b[i]; {
 		case c == '"':
 			return i + 1, escaped, nil
 		case c == '\\':
@@ -372,8 +381,6 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			}
 		case c < 0x20:
 			return 0, false, errSyntax
-		case c < utf8.RuneSelf:
-			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
@@ -382,7 +389,6 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			i += size
 		}
 	}
-	return 0, false, errSyntax
 }
 
 func isHex(c byte) bool {
@@ -538,6 +544,9 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 		case nil:
 			return append(b, nullID...), nil
 		}
+		if out, ok := appendBasic(b, v); ok {
+			return out, nil
+		}
 		out, err := json.Marshal(v)
 		if err != nil {
 			return b, err
@@ -560,9 +569,11 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); i++ {
+	sb := stringBytes(s)
+	for i := plainRun(sb, 0); i < len(s); i = plainRun(sb, i) {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if c >= utf8.RuneSelf {
+			i++ // valid UTF-8 goes out as it is
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -578,7 +589,8 @@ func appendString(b []byte, s string) []byte {
 		default:
 			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

@@ -1,11 +1,18 @@
 // Package api is the example server's contract: the methods that
 // examples/server serves and examples/client exercises. Both programs, and
 // the interoperability tests, use it.
+//
+// The contract is declared once, as descriptors: the server registers its
+// implementations through them (Methods, NewServer) and the client calls
+// through them, so neither repeats a method name or a type.
 package api
 
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wsrpc/wsrpc"
@@ -14,6 +21,11 @@ import (
 // MaxMessageSize is the example server's message limit: large enough for
 // 8 MiB echoes.
 const MaxMessageSize = 16 << 20
+
+// AdminToken is the bearer token that makes a connection an admin
+// (Authorization: Bearer <AdminToken>). A real server checks real
+// credentials; this one only shows where.
+const AdminToken = "let-me-in"
 
 // SubtractArgs are the params of "subtract": positional [minuend, subtrahend]
 // or named {"minuend": m, "subtrahend": s}.
@@ -47,37 +59,94 @@ type ReverseArgs struct {
 	Params json.RawMessage `json:"params,omitempty"`
 }
 
-// Methods returns a new table with the example contract.
+// NewsArgs are the params of "news.publish", and of the "news" notification
+// it broadcasts.
+type NewsArgs struct {
+	Text string `json:"text"`
+}
+
+// Stats is the result of "admin.stats".
+type Stats struct {
+	Peers   int      `json:"peers"`
+	Methods []string `json:"methods"`
+}
+
+// The contract.
+var (
+	// Subtract answers minuend - subtrahend.
+	Subtract = wsrpc.NewMethod[SubtractArgs, float64]("subtract")
+	// Sum answers the sum of its positional params.
+	Sum = wsrpc.NewMethod[[]float64, float64]("sum")
+	// MathSum answers x + y.
+	MathSum = wsrpc.NewMethod[PairArgs, float64]("math.sum")
+	// GetData answers ["hello", 5].
+	GetData = wsrpc.NewMethod[json.RawMessage, []any]("get_data")
+	// Update, NotifyHello and NotifySum accept anything and do nothing.
+	Update      = wsrpc.NewNotification[json.RawMessage]("update")
+	NotifyHello = wsrpc.NewNotification[json.RawMessage]("notify_hello")
+	NotifySum   = wsrpc.NewNotification[json.RawMessage]("notify_sum")
+	// Echo answers its params.
+	Echo = wsrpc.NewMethod[json.RawMessage, json.RawMessage]("echo")
+	// Fail answers the error its params describe.
+	Fail = wsrpc.NewMethod[FailArgs, any]("fail")
+	// Sleep waits ms milliseconds (or until the connection closes) and
+	// answers ms.
+	Sleep = wsrpc.NewMethod[SleepArgs, int]("sleep")
+	// ReverseCall calls Method on the calling client with Params and
+	// answers what the client answered.
+	ReverseCall = wsrpc.NewMethod[ReverseArgs, json.RawMessage]("reverse.call")
+	// ReverseNotify sends the calling client the notification Method with
+	// Params and answers true.
+	ReverseNotify = wsrpc.NewMethod[ReverseArgs, bool]("reverse.notify")
+
+	// NewsPublish broadcasts News to every connected client and answers
+	// how many it was sent to.
+	NewsPublish = wsrpc.NewMethod[NewsArgs, int]("news.publish")
+	// News is the notification NewsPublish broadcasts; clients serve it.
+	News = wsrpc.NewNotification[NewsArgs]("news")
+	// AdminStats answers the server's numbers; admins only (CodeUnauthorized
+	// otherwise).
+	AdminStats = wsrpc.NewMethod[any, Stats]("admin.stats")
+
+	// Served lists what the server serves (News is the clients').
+	Served = []wsrpc.Descriptor{
+		Subtract, Sum, MathSum, GetData, Update, NotifyHello, NotifySum, Echo,
+		Fail, Sleep, ReverseCall, ReverseNotify, NewsPublish, AdminStats,
+	}
+)
+
+// Methods returns a new table with the example contract, all but the
+// methods that need the Server itself (NewsPublish, AdminStats): those are
+// declared, and NewServer registers them.
 func Methods() *wsrpc.Methods {
 	m := wsrpc.NewMethods()
-	wsrpc.Register(m, "subtract", func(_ context.Context, a SubtractArgs) (float64, error) {
+	m.Declare(Served...)
+	Subtract.Register(m, func(_ context.Context, a SubtractArgs) (float64, error) {
 		return a.Minuend - a.Subtrahend, nil
 	})
-	wsrpc.Register(m, "sum", func(_ context.Context, ns []float64) (float64, error) {
+	Sum.Register(m, func(_ context.Context, ns []float64) (float64, error) {
 		var s float64
 		for _, n := range ns {
 			s += n
 		}
 		return s, nil
 	})
-	wsrpc.Register(m, "math.sum", func(_ context.Context, a PairArgs) (float64, error) {
+	MathSum.Register(m, func(_ context.Context, a PairArgs) (float64, error) {
 		return a.X + a.Y, nil
 	})
-	wsrpc.Register(m, "get_data", func(context.Context, json.RawMessage) ([]any, error) {
+	GetData.Register(m, func(context.Context, json.RawMessage) ([]any, error) {
 		return []any{"hello", 5}, nil
 	})
-	for _, name := range []string{"update", "notify_hello", "notify_sum"} {
-		wsrpc.Register(m, name, func(context.Context, json.RawMessage) (any, error) {
-			return nil, nil
-		})
+	for _, n := range []wsrpc.Notification[json.RawMessage]{Update, NotifyHello, NotifySum} {
+		n.Register(m, func(context.Context, json.RawMessage) error { return nil })
 	}
-	wsrpc.Register(m, "echo", func(_ context.Context, params json.RawMessage) (json.RawMessage, error) {
+	Echo.Register(m, func(_ context.Context, params json.RawMessage) (json.RawMessage, error) {
 		return params, nil
 	})
-	wsrpc.Register(m, "fail", func(_ context.Context, a FailArgs) (any, error) {
+	Fail.Register(m, func(_ context.Context, a FailArgs) (any, error) {
 		return nil, &wsrpc.Error{Code: a.Code, Message: a.Message, Data: a.Data}
 	})
-	wsrpc.Register(m, "sleep", func(ctx context.Context, a SleepArgs) (int, error) {
+	Sleep.Register(m, func(ctx context.Context, a SleepArgs) (int, error) {
 		t := time.NewTimer(time.Duration(a.MS) * time.Millisecond)
 		defer t.Stop()
 		select {
@@ -87,12 +156,12 @@ func Methods() *wsrpc.Methods {
 			return 0, ctx.Err()
 		}
 	})
-	wsrpc.Register(m, "reverse.call", func(ctx context.Context, a ReverseArgs) (json.RawMessage, error) {
+	ReverseCall.Register(m, func(ctx context.Context, a ReverseArgs) (json.RawMessage, error) {
 		var res json.RawMessage
 		err := wsrpc.PeerFromContext(ctx).Call(ctx, a.Method, params(a.Params), &res)
 		return res, err
 	})
-	wsrpc.Register(m, "reverse.notify", func(ctx context.Context, a ReverseArgs) (bool, error) {
+	ReverseNotify.Register(m, func(ctx context.Context, a ReverseArgs) (bool, error) {
 		if err := wsrpc.PeerFromContext(ctx).Notify(ctx, a.Method, params(a.Params)); err != nil {
 			return false, err
 		}
@@ -109,8 +178,12 @@ func params(raw json.RawMessage) any {
 	return raw
 }
 
-// NewServer returns a Server of the contract. opts may be nil; its Methods
-// and MaxMessageSize are filled in when zero.
+// NewServer returns a Server of the contract, at /rpc for WebSocket and
+// HTTP POST alike. opts may be nil; when zero, its Methods (Methods()),
+// MaxMessageSize and Authenticate (AdminToken makes an admin, anyone else
+// is a guest) are filled in. The methods that need the Server are
+// registered on the table if it declares them unhandled; NewServer panics
+// if the table still misses part of the contract.
 func NewServer(opts *wsrpc.Options) *wsrpc.Server {
 	var o wsrpc.Options
 	if opts != nil {
@@ -122,5 +195,33 @@ func NewServer(opts *wsrpc.Options) *wsrpc.Server {
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = MaxMessageSize
 	}
-	return wsrpc.NewServer(&o)
+	if o.Authenticate == nil {
+		o.Authenticate = authenticate
+	}
+	srv := wsrpc.NewServer(&o)
+	m := o.Methods
+	unhandled := m.Unhandled()
+	if slices.Contains(unhandled, NewsPublish.Name()) {
+		NewsPublish.Register(m, func(ctx context.Context, a NewsArgs) (int, error) {
+			return srv.Broadcast(ctx, News.Name(), a, nil)
+		})
+	}
+	if slices.Contains(unhandled, AdminStats.Name()) {
+		AdminStats.Register(m, func(context.Context, any) (Stats, error) {
+			return Stats{Peers: srv.Len(), Methods: m.Names()}, nil
+		}, wsrpc.Guarded(wsrpc.RequireIdentity("role", "admin")))
+	}
+	if u := m.Unhandled(); len(u) > 0 {
+		panic("api: no implementation for " + strings.Join(u, ", "))
+	}
+	return srv
+}
+
+// authenticate makes every connection a guest, except those that present
+// AdminToken.
+func authenticate(r *http.Request) (any, error) {
+	if r.Header.Get("Authorization") == "Bearer "+AdminToken {
+		return map[string]string{"role": "admin"}, nil
+	}
+	return map[string]string{"role": "guest"}, nil
 }

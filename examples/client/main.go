@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -54,6 +55,12 @@ func run(url string) error {
 	wsrpc.Register(mine, "client.news", func(_ context.Context, p []string) (any, error) {
 		notified <- p[0]
 		return nil, nil
+	})
+	// The contract's own notification, served through its descriptor.
+	news := make(chan api.NewsArgs, 1)
+	api.News.Register(mine, func(_ context.Context, n api.NewsArgs) error {
+		news <- n
+		return nil
 	})
 
 	peer, err := wsrpc.Dial(ctx, url, &wsrpc.Options{Methods: mine})
@@ -156,12 +163,76 @@ func run(url string) error {
 	}
 	fmt.Println("   then echo:", string(echoed))
 
+	step("the API declared once: api.MathSum.Call(ctx, peer, api.PairArgs{X: 1.5, Y: 2})")
+	total, err = api.MathSum.Call(ctx, peer, api.PairArgs{X: 1.5, Y: 2})
+	if err != nil {
+		return err
+	}
+	fmt.Println("   =", total, "(the compiler checked the params and the result)")
+
+	step("a guarded method: admin.stats as a guest")
+	_, err = api.AdminStats.Call(ctx, peer, nil)
+	fmt.Printf("   %v (errors.Is ErrUnauthorized: %v)\n", err, errors.Is(err, wsrpc.ErrUnauthorized))
+
+	step("admin.stats on a connection that presents the admin token")
+	admin, err := wsrpc.Dial(ctx, url, &wsrpc.Options{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + api.AdminToken}},
+	})
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	stats, err := api.AdminStats.Call(ctx, admin, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   %d peers connected, %d methods served\n", stats.Peers, len(stats.Methods))
+
+	step("a broadcast: news.publish sends \"news\" to every connected client")
+	sent, err := api.NewsPublish.Call(ctx, peer, api.NewsArgs{Text: "extra! broadcast!"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   sent to %d clients; this one received %q\n", sent, (<-news).Text)
+
+	step("HTTP POST on the same route: the same descriptors through an HTTPClient")
+	hc := wsrpc.NewHTTPClient(httpURL(url), &wsrpc.Options{MaxMessageSize: api.MaxMessageSize})
+	diff, err = api.Subtract.Call(ctx, hc, api.SubtractArgs{Minuend: 42, Subtrahend: 23})
+	if err != nil {
+		return err
+	}
+	fmt.Println("   subtract =", diff)
+	var pair float64
+	var unknown *wsrpc.BatchCall
+	err = hc.Batch(ctx, func(b *wsrpc.HTTPBatch) {
+		api.Sum.Batch(b, []float64{1, 2, 4}, &sum)
+		api.MathSum.Batch(b, api.PairArgs{X: 20, Y: 22}, &pair)
+		unknown = b.Call("no.such.method", nil, nil)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   a batch in one POST: sum = %v, math.sum = %v, no.such.method: %v\n", sum, pair, unknown.Err())
+	_, err = api.AdminStats.Call(ctx, hc, nil)
+	fmt.Println("   guards hold over HTTP too:", err)
+
 	step("close")
+	if err := admin.Close(); err != nil {
+		return err
+	}
 	if err := peer.Close(); err != nil {
 		return err
 	}
 	fmt.Println("   closed:", peer.Err())
 	return nil
+}
+
+// httpURL is the http(s):// URL of the same route as the ws(s):// url.
+func httpURL(url string) string {
+	if rest, ok := strings.CutPrefix(url, "ws"); ok {
+		return "http" + rest
+	}
+	return url
 }
 
 var n int

@@ -1,7 +1,10 @@
-// Command server serves the example contract (package examples/api) over
-// WebSocket JSON-RPC at /rpc.
+// Command server serves the example contract (package examples/api) at
+// /rpc: WebSocket JSON-RPC, and HTTP POST on the same route.
 //
 //	go run ./examples/server -addr 127.0.0.1:8095
+//	curl -H 'Content-Type: application/json' \
+//	     -d '{"jsonrpc":"2.0","id":1,"method":"subtract","params":[42,23]}' \
+//	     http://127.0.0.1:8095/rpc
 package main
 
 import (
@@ -25,13 +28,19 @@ func main() {
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// One record per call (method, duration, error code), then the panic
+	// and error mapping inside it so that those records carry the code
+	// the caller got.
+	methods := api.Methods()
+	methods.Use(wsrpc.Logging(logger), wsrpc.Recover(logger))
 	srv := api.NewServer(&wsrpc.Options{
-		Logger: logger,
+		Methods: methods,
+		Logger:  logger,
 		OnConnect: func(p *wsrpc.Peer) {
-			logger.Info("connected", "remote", p.HTTPRequest().RemoteAddr)
+			logger.Info("connected", "peer", p.ID(), "remote", p.HTTPRequest().RemoteAddr)
 		},
 		OnDisconnect: func(p *wsrpc.Peer) {
-			logger.Info("disconnected", "remote", p.HTTPRequest().RemoteAddr, "why", p.Err())
+			logger.Info("disconnected", "peer", p.ID(), "remote", p.HTTPRequest().RemoteAddr, "why", p.Err())
 		},
 	})
 	mux := http.NewServeMux()
@@ -47,7 +56,7 @@ func main() {
 		srv.Shutdown(sctx)
 		hs.Shutdown(sctx)
 	}()
-	logger.Info("serving", "url", "ws://"+*addr+"/rpc")
+	logger.Info("serving", "url", "ws://"+*addr+"/rpc", "post", "http://"+*addr+"/rpc")
 	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}

@@ -1,0 +1,143 @@
+package wsrpc
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+)
+
+// This file sends to a Server's peers without waiting for any of them. A
+// broadcast is encoded once; the same bytes go into a bounded outbound queue
+// per peer, which a goroutine drains with the peer's ordinary writes (so
+// Options.WriteTimeout holds). The goroutine exists only while its queue is
+// not empty: an idle peer keeps its one reading goroutine and nothing more.
+// A peer whose queue overflows does not read fast enough: it is closed with
+// status 1008, and the other peers never wait for it.
+
+// peerIDs numbers peers, process-wide.
+var peerIDs atomic.Uint64
+
+// ID returns the peer's number: unique among the peers of this process,
+// never 0, and the same for the peer's whole life. A Server's peers get
+// theirs when they connect, in order; other peers when ID is first called.
+// Server.Peer finds a peer by it.
+func (p *Peer) ID() uint64 {
+	if id := p.id.Load(); id != 0 {
+		return id
+	}
+	p.id.CompareAndSwap(0, peerIDs.Add(1))
+	return p.id.Load()
+}
+
+// Peer returns the connected peer whose ID is id, or nil. It looks through
+// every peer, so its cost grows with their number.
+func (s *Server) Peer(id uint64) *Peer {
+	if id == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.peers {
+		if p.id.Load() == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// Broadcast sends the notification method with params to every connected
+// peer for which filter returns true (every peer when filter is nil), and
+// returns how many it was queued for. It never waits for a peer: params are
+// encoded once (with Options.Codec), and the same message is added to each
+// peer's outbound queue, which the peer sends on its own, in order. A peer
+// that already has Options.MaxOutbound messages waiting is closed with
+// status 1008 (policy violation) instead, and is not counted; so are
+// peers that are closing.
+//
+// Broadcasts reach each peer in the order they were made; they are not
+// ordered with the peer's other messages (calls, Notify). filter runs on
+// the calling goroutine, once per peer, with no lock held. The error is
+// about encoding (the message is sent to nobody), or ctx ending, which
+// stops the broadcast part way.
+func (s *Server) Broadcast(ctx context.Context, method string, params any, filter func(*Peer) bool) (sent int, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	msg := appendNotificationHead(nil, method)
+	if msg, err = appendParams(msg, params, s.cfg.Codec); err != nil {
+		return 0, fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
+	}
+	if int64(len(msg)) > s.cfg.MaxMessageSize {
+		return 0, fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(msg), s.cfg.MaxMessageSize)
+	}
+	for p := range s.Peers() {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		if filter != nil && !filter(p) {
+			continue
+		}
+		if p.enqueue(msg) {
+			sent++
+		}
+	}
+	return sent, nil
+}
+
+// enqueue adds msg to the peer's outbound queue, starting the goroutine that
+// drains it if none runs. msg is shared with other peers: nobody may modify
+// it. It reports whether msg was queued.
+func (p *Peer) enqueue(msg []byte) bool {
+	p.mu.Lock()
+	if p.closing || p.outOverflow {
+		p.mu.Unlock()
+		return false
+	}
+	if len(p.outQ) >= p.cfg.MaxOutbound {
+		// violation waits for the closing handshake, which waits for a
+		// writer stuck on this very peer: do it on a goroutine of the
+		// peer's own, which Close waits for.
+		p.outOverflow = true
+		p.goroutines++
+		p.mu.Unlock()
+		go func() {
+			defer p.exit()
+			p.violation(websocket.StatusPolicyViolation, "outbound queue overflow: not reading fast enough")
+		}()
+		return false
+	}
+	p.outQ = append(p.outQ, msg)
+	start := !p.outBusy
+	if start {
+		p.outBusy = true
+		p.goroutines++
+	}
+	p.mu.Unlock()
+	if start {
+		go p.drainOutbound()
+	}
+	return true
+}
+
+// drainOutbound writes the outbound queue until it is empty or the peer
+// closes, then returns.
+func (p *Peer) drainOutbound() {
+	defer p.exit()
+	for {
+		p.mu.Lock()
+		if p.closing || len(p.outQ) == 0 {
+			p.outQ = nil // an idle peer holds no memory for broadcasts
+			p.outBusy = false
+			p.mu.Unlock()
+			return
+		}
+		msg := p.outQ[0]
+		p.outQ[0] = nil
+		p.outQ = p.outQ[1:]
+		p.mu.Unlock()
+		// A failed write closes the peer; the next turn sees it.
+		p.write(msg)
+	}
+}

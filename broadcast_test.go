@@ -1,0 +1,340 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBroadcastFilterAndPeerIDs(t *testing.T) {
+	t.Parallel()
+	connected := make(chan *Peer, 3)
+	s := appServe(t, &Options{OnConnect: func(p *Peer) { connected <- p }})
+	type news struct {
+		Seq  int    `json:"seq"`
+		Text string `json:"text"`
+	}
+	got := make([]chan news, 3)
+	var ids []uint64
+	for i := range got {
+		got[i] = make(chan news, 4)
+		m := NewMethods()
+		ch := got[i]
+		Register(m, "news", func(_ context.Context, n news) (any, error) { ch <- n; return nil, nil })
+		appDial(t, s.ws, &Options{Methods: m, HTTPHeader: http.Header{"X-Index": {string(rune('0' + i))}}})
+		p := <-connected
+		require.NotZero(t, p.ID())
+		require.Same(t, p, s.Peer(p.ID()))
+		ids = append(ids, p.ID())
+	}
+	require.Less(t, ids[0], ids[1], "numbered as they connect")
+	require.Less(t, ids[1], ids[2])
+	require.Nil(t, s.Peer(0))
+	require.Nil(t, s.Peer(ids[2]+1000))
+	ctx := context.Background()
+
+	n, err := s.Broadcast(ctx, "news", news{Seq: 1, Text: "all"}, nil)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	for _, ch := range got {
+		require.Equal(t, news{Seq: 1, Text: "all"}, <-ch)
+	}
+
+	// To one peer, by id, through the filter...
+	n, err = s.Broadcast(ctx, "news", news{Seq: 2, Text: "one"}, func(p *Peer) bool { return p.ID() == ids[1] })
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, news{Seq: 2, Text: "one"}, <-got[1])
+	// ...or by the upgrade request.
+	n, err = s.Broadcast(ctx, "news", news{Seq: 3, Text: "two"}, func(p *Peer) bool {
+		return p.HTTPRequest().Header.Get("X-Index") == "2"
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, news{Seq: 3, Text: "two"}, <-got[2])
+	// Or directly, waiting for the write.
+	require.NoError(t, s.Peer(ids[0]).Notify(ctx, "news", news{Seq: 4, Text: "direct"}))
+	require.Equal(t, news{Seq: 4, Text: "direct"}, <-got[0])
+
+	// A closed peer is not counted.
+	p0 := s.Peer(ids[0])
+	require.NoError(t, p0.Close())
+	n, err = s.Broadcast(ctx, "news", news{Seq: 5}, func(p *Peer) bool { return p == p0 })
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// Errors: nothing is sent.
+	_, err = s.Broadcast(ctx, "news", 42, nil)
+	require.ErrorContains(t, err, "array or object")
+	_, err = s.Broadcast(ctx, "news", []string{strings.Repeat("x", DefaultMaxMessageSize)}, nil)
+	require.ErrorIs(t, err, ErrMessageTooBig)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Broadcast(cctx, "news", nil, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	for _, ch := range got[1:] {
+		require.Empty(t, ch)
+	}
+}
+
+// Once its queue is written, an idle peer is back to its reading goroutine:
+// the queue's goroutine exists only while there is something to send.
+func TestBroadcastQueueGoroutineEnds(t *testing.T) {
+	t.Parallel()
+	connected := make(chan *Peer, 1)
+	s := appServe(t, &Options{OnConnect: func(p *Peer) { connected <- p }})
+	got := make(chan int, 100)
+	m := NewMethods()
+	Register(m, "n", func(_ context.Context, n int) (any, error) { got <- n; return nil, nil })
+	appDial(t, s.ws, &Options{Methods: m})
+	sp := <-connected
+	for i := range 100 {
+		n, err := s.Broadcast(context.Background(), "n", []int{i}, nil)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	}
+	for i := range 100 {
+		require.Equal(t, i, <-got, "in order")
+	}
+	require.Eventually(t, func() bool {
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return !sp.outBusy && sp.outQ == nil && sp.goroutines <= 1
+	}, 5*time.Second, time.Millisecond)
+}
+
+// smallBuffers makes accepted connections' kernel send buffers small, so
+// that a peer that does not read fills them after a few messages rather
+// than after megabytes.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// One peer that stops reading must not hold up a broadcast or the other
+// peers: the broadcasts return at once, 999 peers receive every one of
+// them in order, and the one that does not read is closed with 1008 once
+// its queue overflows.
+//
+// The clients are plain WebSocket connections: the readers only look at the
+// sequence number, so that the test's cost is the server's, and the slow
+// one reads nothing at all until the end.
+func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	const readers = 999
+	const queue = 4
+	var slowPeer atomic.Pointer[Peer]
+	srv := NewServer(&Options{
+		MaxOutbound: queue,
+		// Only the queue bound may close the slow peer here; and a
+		// Broadcast that waited for it would take this long.
+		WriteTimeout: time.Minute,
+		OnConnect: func(p *Peer) {
+			if p.HTTPRequest().Header.Get("X-Slow") != "" {
+				slowPeer.Store(p)
+			}
+		},
+	})
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Listener = smallBuffers{hs.Listener}
+	hs.Start()
+	defer hs.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+	}()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	ctx := context.Background()
+
+	// The readers: each checks that it gets every broadcast, in order.
+	conns := make([]*websocket.Conn, readers)
+	var dials sync.WaitGroup
+	var next atomic.Int32
+	for range 16 {
+		dials.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= readers {
+					return
+				}
+				c, _, err := websocket.Dial(ctx, url, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.SetReadLimit(1 << 20)
+				conns[i] = c
+			}
+		})
+	}
+	dials.Wait()
+	require.False(t, t.Failed())
+	received := make(chan int, readers)
+	var disorder, lost atomic.Int32
+	var reading sync.WaitGroup
+	for _, c := range conns {
+		reading.Go(func() {
+			want := 0
+			for {
+				_, msg, err := c.Read(ctx)
+				if err != nil {
+					if websocket.CloseStatus(err) != -1 {
+						lost.Add(1) // the server closed a reader
+					}
+					return
+				}
+				seq := tickSeq(msg)
+				if seq != want {
+					disorder.Add(1)
+				}
+				want = seq + 1
+				received <- seq
+			}
+		})
+	}
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+		reading.Wait()
+	}()
+
+	// The one that never reads, with a small receive buffer so that it is
+	// full after a few messages rather than after megabytes.
+	var slowTCP *net.TCPConn
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4096)
+			slowTCP = tc
+		}
+		return c, err
+	}}}
+	slow, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"X-Slow": {"1"}}})
+	require.NoError(t, err)
+	defer slow.CloseNow()
+	require.Eventually(t, func() bool { return srv.Len() == readers+1 }, 10*time.Second, time.Millisecond)
+	sp := slowPeer.Load()
+	require.NotNil(t, sp)
+
+	// Broadcast round after round, each waiting for the readers (so that
+	// only the slow one falls behind), until the slow one is closed.
+	type tick struct {
+		Seq     int    `json:"seq"`
+		Payload string `json:"payload"`
+	}
+	payload := strings.Repeat("p", 1<<10)
+	waitRound := func(seq int) {
+		timeout := time.NewTimer(10 * time.Second)
+		defer timeout.Stop()
+		for range readers {
+			select {
+			case <-received:
+			case <-timeout.C:
+				t.Fatalf("round %d: the readers did not all receive the broadcast", seq)
+			}
+		}
+	}
+	// Once it is closed, the slow client reads at last: what fitted in the
+	// socket buffers, then the close frame. Its closing handshake waits
+	// for the write stuck on it, so the reading starts at once.
+	slowErr := make(chan error, 1)
+	readSlow := func() {
+		// A buffer smaller than a loopback segment (64 KiB) never
+		// reopens the window on its own; the sender would be left
+		// probing with a backoff.
+		slowTCP.SetReadBuffer(1 << 20)
+		slow.SetReadLimit(1 << 20)
+		for {
+			if _, _, err := slow.Read(ctx); err != nil {
+				slowErr <- err
+				return
+			}
+		}
+	}
+	require.NotNil(t, slowTCP)
+
+	var slowest time.Duration
+	rounds := 0
+	for overflowed := false; !overflowed; rounds++ {
+		require.Less(t, rounds, 500, "the slow peer was never closed")
+		start := time.Now()
+		n, err := srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil)
+		slowest = max(slowest, time.Since(start))
+		require.NoError(t, err)
+		if n == readers {
+			// The slow peer overflowed, and is being closed.
+			overflowed = true
+			select {
+			case <-sp.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the peer that overflowed was not closed")
+			}
+			go readSlow()
+		} else {
+			require.Equal(t, readers+1, n)
+		}
+		waitRound(rounds)
+	}
+	// One more round after it was closed.
+	n, err := srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil)
+	require.NoError(t, err)
+	require.Equal(t, readers, n)
+	waitRound(rounds)
+	rounds++
+
+	t.Logf("%d rounds of %d KiB to %d peers; slowest Broadcast call %v", rounds, len(payload)>>10, readers+1, slowest)
+	// The bound is loose because under -race, with the whole suite
+	// running, the broadcasting goroutine competes for the CPU with the
+	// 1 000 writers it starts; waiting for the slow peer would take a
+	// minute (WriteTimeout) or for ever.
+	require.Less(t, slowest, 5*time.Second, "Broadcast never waits for a peer")
+	require.Zero(t, disorder.Load(), "every reader got every broadcast, in order")
+	require.Zero(t, lost.Load(), "no reader was closed")
+	require.ErrorContains(t, sp.Err(), "outbound queue overflow")
+
+	// The slow client was told why: 1008.
+	select {
+	case err = <-slowErr:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow client got no close frame")
+	}
+	var ce websocket.CloseError
+	require.True(t, errors.As(err, &ce), "%v", err)
+	require.Equal(t, websocket.StatusPolicyViolation, ce.Code)
+	require.Contains(t, ce.Reason, "outbound queue overflow")
+}
+
+// tickSeq reads the sequence number of a tick notification without
+// decoding its payload.
+func tickSeq(msg []byte) int {
+	const key = `"seq":`
+	i := strings.Index(string(msg[:min(len(msg), 64)]), key)
+	if i < 0 {
+		return -1
+	}
+	n := 0
+	for _, c := range msg[i+len(key):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

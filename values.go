@@ -1,0 +1,316 @@
+package wsrpc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// This file holds the fast paths for params and results made of basic
+// values (strings, numbers, booleans, and arrays or slices of them): they
+// are encoded and decoded here directly instead of through encoding/json,
+// which would validate and scan the bytes the envelope scanner has already
+// validated once. Everything else goes through encoding/json (or the Codec).
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plainRun returns the index of the first byte at or after i that needs a
+// second look inside a JSON string: a quote, a backslash, a control
+// character or a non-ASCII byte. It checks sixteen bytes per step.
+func plainRun(b []byte, i int) int {
+	for ; i+16 <= len(b); i += 16 {
+		if special(binary.LittleEndian.Uint64(b[i:]))|special(binary.LittleEndian.Uint64(b[i+8:])) != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
+}
+
+// special has the high bit set in some byte if a byte of w is a quote, a
+// backslash, below 0x20 or above 0x7f (and may flag bytes after one that
+// is: callers then look byte by byte).
+func special(w uint64) uint64 {
+	q := w ^ (lsb * '"')
+	e := w ^ (lsb * '\\')
+	return ((w-lsb*0x20) & ^w | (q-lsb)&^q | (e-lsb)&^e | w) & msb
+}
+
+// stringBytes views s as bytes, for reading only.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// ---- decoding params ----
+
+type basicKind int
+
+const (
+	notBasic basicKind = iota
+	basicString
+	basicInt
+	basicUint
+	basicFloat
+	basicBool
+)
+
+func kindOf(t reflect.Type) basicKind {
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return notBasic
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return basicString
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return basicInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return basicUint
+	case reflect.Float32, reflect.Float64:
+		return basicFloat
+	case reflect.Bool:
+		return basicBool
+	}
+	return notBasic
+}
+
+// basicDecoder decodes params into a P that is a basic value, or an array or
+// slice of basic values; decided once, at registration.
+type basicDecoder struct {
+	t    reflect.Type
+	elem basicKind // kind of the value, or of the elements of a list
+	list bool
+}
+
+func newBasicDecoder(t reflect.Type) *basicDecoder {
+	switch t.Kind() {
+	case reflect.Array, reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return nil // []byte is base64 in encoding/json
+		}
+		if k := kindOf(t.Elem()); k != notBasic && t.Elem().Name() == t.Elem().Kind().String() {
+			return &basicDecoder{t: t, elem: k, list: true}
+		}
+	default:
+		if k := kindOf(t); k != notBasic && t.Name() == t.Kind().String() {
+			return &basicDecoder{t: t, elem: k}
+		}
+	}
+	return nil
+}
+
+// decode fills dst (addressable, of type d.t) from params, a valid JSON
+// array: the elements for a list, the one element for a basic value.
+func (d *basicDecoder) decode(params []byte, dst reflect.Value) error {
+	n := 0
+	err := eachElem(params, func(i int, tok []byte) error {
+		n++
+		if !d.list {
+			if i > 0 {
+				return nil // counted below
+			}
+			return setBasic(dst, d.elem, tok, i)
+		}
+		if d.t.Kind() == reflect.Array {
+			if i >= d.t.Len() {
+				return nil
+			}
+			return setBasic(dst.Index(i), d.elem, tok, i)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case !d.list && n != 1:
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected 1 argument, got %d", n)}
+	case d.list && d.t.Kind() == reflect.Array && n > d.t.Len():
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", d.t.Len(), n)}
+	case d.list && d.t.Kind() == reflect.Slice:
+		s := reflect.MakeSlice(d.t, n, n)
+		if err := eachElem(params, func(i int, tok []byte) error { return setBasic(s.Index(i), d.elem, tok, i) }); err != nil {
+			return err
+		}
+		dst.Set(s)
+	}
+	return nil
+}
+
+// countElems returns the number of elements of the valid JSON array arr.
+func countElems(arr []byte) int {
+	n := 0
+	eachElem(arr, func(int, []byte) error { n++; return nil })
+	return n
+}
+
+// eachElem calls f with each element of the valid JSON array arr.
+func eachElem(arr []byte, f func(i int, tok []byte) error) error {
+	i := skipSpace(arr, 1)
+	if i < len(arr) && arr[i] == ']' {
+		return nil
+	}
+	for n := 0; i < len(arr); n++ {
+		end, err := scanValue(arr, i, 1)
+		if err != nil {
+			return errParamsShape
+		}
+		if err := f(n, arr[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(arr, end)
+		if i >= len(arr) || arr[i] != ',' {
+			return nil
+		}
+		i = skipSpace(arr, i+1)
+	}
+	return nil
+}
+
+func argError(i int, what string) error {
+	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: argument %d must be %s", i, what)}
+}
+
+// setBasic decodes one valid JSON value tok into v. null leaves v as it is,
+// as encoding/json does.
+func setBasic(v reflect.Value, k basicKind, tok []byte, i int) error {
+	if tok[0] == 'n' {
+		return nil
+	}
+	switch k {
+	case basicString:
+		if tok[0] != '"' {
+			return argError(i, "a string")
+		}
+		if bytes.IndexByte(tok, '\\') < 0 {
+			v.SetString(string(tok[1 : len(tok)-1]))
+			return nil
+		}
+		var s string
+		if json.Unmarshal(tok, &s) != nil {
+			return argError(i, "a string")
+		}
+		v.SetString(s)
+	case basicInt:
+		n, err := strconv.ParseInt(string(tok), 10, 64)
+		if err != nil || v.OverflowInt(n) {
+			return argError(i, "an integer in range")
+		}
+		v.SetInt(n)
+	case basicUint:
+		n, err := strconv.ParseUint(string(tok), 10, 64)
+		if err != nil || v.OverflowUint(n) {
+			return argError(i, "a non-negative integer in range")
+		}
+		v.SetUint(n)
+	case basicFloat:
+		if tok[0] != '-' && (tok[0] < '0' || tok[0] > '9') {
+			return argError(i, "a number")
+		}
+		f, err := strconv.ParseFloat(string(tok), v.Type().Bits())
+		if err != nil || v.OverflowFloat(f) {
+			return argError(i, "a number in range")
+		}
+		v.SetFloat(f)
+	case basicBool:
+		switch string(tok) {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			return argError(i, "a boolean")
+		}
+	}
+	return nil
+}
+
+// ---- encoding params and results ----
+
+// appendBasic appends v as JSON if it is a basic value or an array or slice
+// of them, and reports whether it did.
+func appendBasic(b []byte, v any) ([]byte, bool) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Array, reflect.Slice:
+		et := rv.Type().Elem()
+		k := kindOf(et)
+		if k == notBasic || et.Kind() == reflect.Uint8 || et.Name() != et.Kind().String() {
+			return b, false
+		}
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			return append(b, nullID...), true
+		}
+		start := len(b)
+		b = append(b, '[')
+		for i := range rv.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendBasicValue(b, rv.Index(i), k); !ok {
+				return b[:start], false
+			}
+		}
+		return append(b, ']'), true
+	default:
+		k := kindOf(rv.Type())
+		if k == notBasic || rv.Type().Name() != rv.Kind().String() {
+			return b, false
+		}
+		return appendBasicValue(b, rv, k)
+	}
+}
+
+func appendBasicValue(b []byte, v reflect.Value, k basicKind) ([]byte, bool) {
+	switch k {
+	case basicString:
+		s := v.String()
+		if !utf8.ValidString(s) {
+			return b, false
+		}
+		return appendString(b, s), true
+	case basicInt:
+		return strconv.AppendInt(b, v.Int(), 10), true
+	case basicUint:
+		return strconv.AppendUint(b, v.Uint(), 10), true
+	case basicBool:
+		return strconv.AppendBool(b, v.Bool()), true
+	case basicFloat:
+		return appendFloat(b, v.Float(), v.Type().Bits())
+	}
+	return b, false
+}
+
+// appendFloat formats f as encoding/json does; NaN and infinities are not
+// JSON and are left to encoding/json to refuse.
+func appendFloat(b []byte, f float64, bits int) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	b = strconv.AppendFloat(b, f, format, -1, bits)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, true
+}

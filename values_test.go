@@ -1,0 +1,108 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The fast paths must agree with encoding/json on every input they take.
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "0", " ", "\"", "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "€", "𝄞", "<", "&"}
+	for range 5000 {
+		var sb strings.Builder
+		for range r.IntN(40) {
+			sb.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		s := sb.String()
+		out := appendString(nil, s)
+		require.True(t, json.Valid(out), "%q -> %s", s, out)
+		var back string
+		require.NoError(t, json.Unmarshal(out, &back))
+		require.Equal(t, s, back)
+		// The scanner accepts what it wrote, and finds the same end.
+		end, _, err := scanString(out, 0)
+		require.NoError(t, err)
+		require.Equal(t, len(out), end)
+	}
+}
+
+func TestPlainRun(t *testing.T) {
+	t.Parallel()
+	for _, special := range []byte{'"', '\\', 0, 0x1f, 0x80, 0xff} {
+		for pos := range 40 {
+			b := []byte(strings.Repeat("x", 40))
+			b[pos] = special
+			require.Equal(t, pos, plainRun(b, 0), "byte %#x at %d", special, pos)
+			require.Equal(t, pos, plainRun(stringBytes(string(b)), 0))
+		}
+	}
+	require.Equal(t, 40, plainRun([]byte(strings.Repeat("~", 40)), 0))
+}
+
+func TestAppendBasicMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	values := []any{
+		[2]int{1, -2}, []int8{-128, 127}, []uint64{0, 1<<64 - 1}, [1]string{"a\"b<>é"},
+		[]string{}, []string(nil), []bool{true, false}, []float64{0, 1.5, 1e21, 1e-7, -3.25e-10, 123456789},
+		[]float32{1.1, 3e-7}, 3.0, float32(0.1), int16(-7), uint8(200), "x",
+	}
+	for _, v := range values {
+		got, ok := appendBasic(nil, v)
+		require.True(t, ok, "%T", v)
+		want, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.JSONEq(t, string(want), string(got), "%T %v", v, v)
+	}
+	type named string
+	for _, v := range []any{[]byte("x"), []named{"a"}, named("a"), struct{}{}, []any{1}} {
+		_, ok := appendBasic(nil, v)
+		require.False(t, ok, "%T has its own JSON rules", v)
+	}
+}
+
+func TestBasicParamsDecode(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "strs", func(_ context.Context, p [3]string) (string, error) { return strings.Join(p[:], "|"), nil })
+	Register(m, "ints", func(_ context.Context, p []int8) (int, error) { return len(p), nil })
+	Register(m, "f", func(_ context.Context, p float64) (float64, error) { return p * 2, nil })
+	Register(m, "b", func(_ context.Context, p []bool) (bool, error) { return p[0] && !p[1], nil })
+	_, raw := rawPeer(t, &Options{Methods: m})
+	ok := map[string]string{
+		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a","b\"c","é"]}`: `"a|b\"c|é"`,
+		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a"]}`:            `"a||"`,
+		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a",null,"c"]}`:   `"a||c"`,
+		`{"jsonrpc":"2.0","id":1,"method":"ints","params":[1,-128,127]}`:     `3`,
+		`{"jsonrpc":"2.0","id":1,"method":"f","params":[1.25e2]}`:            `250`,
+		`{"jsonrpc":"2.0","id":1,"method":"b","params":[true,false]}`:        `true`,
+	}
+	for in, want := range ok {
+		out := exchange(t, raw, in)
+		require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":`+want+`}`, out, in)
+	}
+	bad := []string{
+		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a","b","c","d"]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"strs","params":[1]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ints","params":[128]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ints","params":[1.5]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"f","params":["1"]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"f","params":[1,2]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"b","params":[1]}`,
+	}
+	for _, in := range bad {
+		out := exchange(t, raw, in)
+		require.Contains(t, out, `"code":-32602`, in)
+		require.NotContains(t, out, "int8", in)
+		require.NotContains(t, out, "float64", in)
+		require.True(t, utf8.ValidString(out))
+	}
+}

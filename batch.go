@@ -129,7 +129,7 @@ func (b *Batch) send(ctx context.Context) error {
 	c := p.getCall(n)
 	c.firstID = p.nextID.Add(uint64(n)) - uint64(n) + 1
 	var err error
-	if c.buf, err = b.encode(c.buf, c.firstID); err != nil {
+	if c.buf, err = b.encode(c.buf, c.firstID, p.cfg.Codec); err != nil {
 		p.putCall(c)
 		return err
 	}
@@ -156,7 +156,7 @@ func (b *Batch) sendNotifications(ctx context.Context) error {
 	wb := getBuf()
 	defer putBuf(wb)
 	var err error
-	if wb.b, err = b.encode(wb.b[:0], 0); err != nil {
+	if wb.b, err = b.encode(wb.b[:0], 0, p.cfg.Codec); err != nil {
 		return err
 	}
 	if int64(len(wb.b)) > p.cfg.MaxMessageSize {
@@ -169,7 +169,7 @@ func (b *Batch) sendNotifications(ctx context.Context) error {
 }
 
 // encode appends the batch as a JSON array, numbering its calls from id.
-func (b *Batch) encode(buf []byte, id uint64) ([]byte, error) {
+func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 	buf = append(buf, '[')
 	for i, it := range b.items {
 		if i > 0 {
@@ -182,7 +182,7 @@ func (b *Batch) encode(buf []byte, id uint64) ([]byte, error) {
 			buf = appendNotificationHead(buf, it.method)
 		}
 		var err error
-		if buf, err = appendParams(buf, it.params, b.p.cfg.Codec); err != nil {
+		if buf, err = appendParams(buf, it.params, c); err != nil {
 			return buf, fmt.Errorf("wsrpc: encoding params of %s: %w", it.method, err)
 		}
 	}

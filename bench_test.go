@@ -143,7 +143,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			bt.Call("sum", [2]int{i, 2}, &res[i])
 		}
 		var err error
-		if buf, err = bt.encode(buf[:0], 1); err != nil {
+		if buf, err = bt.encode(buf[:0], 1, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

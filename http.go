@@ -392,24 +392,10 @@ func (b *HTTPBatch) send(ctx context.Context) error {
 	c := b.c
 	n := uint64(len(b.calls))
 	first := c.nextID.Add(n) - n + 1
-	body := []byte{'['}
-	id := first
-	for i, it := range b.items {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		if it.call != nil {
-			body = appendRequestHead(body, id, it.method)
-			id++
-		} else {
-			body = appendNotificationHead(body, it.method)
-		}
-		var err error
-		if body, err = appendParams(body, it.params, c.cfg.Codec); err != nil {
-			return fmt.Errorf("wsrpc: encoding params of %s: %w", it.method, err)
-		}
+	body, err := b.encode(nil, first, c.cfg.Codec)
+	if err != nil {
+		return err
 	}
-	body = append(body, ']')
 	resp, err := c.post(ctx, body)
 	if err != nil {
 		return err

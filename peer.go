@@ -44,14 +44,17 @@ type Peer struct {
 	writeSem   chan struct{}
 	writeTimer *time.Timer
 	pingTimer  *time.Timer
-	// handoffTimer fires when work served on the reading goroutine runs
-	// past inlineBudget.
+	// handoffTimer checks, at most once per inlineBudget while armed,
+	// whether work served on the reading goroutine has run past the
+	// budget. It is armed lazily rather than reset per message: resetting
+	// a short timer on every message wakes the runtime's network poller
+	// each time, which cost more than the work it guarded.
 	handoffTimer *time.Timer
 
 	// readToken is full while some goroutine has the reading role: the
 	// background reader, or a caller reading its own answer (readUntil).
 	// lapseTimer gives the role back to a background reader when it has
-	// been free for readLapse.
+	// been free for readLapse; armed lazily, like handoffTimer.
 	readToken  chan struct{}
 	lapseTimer *time.Timer
 	// yieldRead is set by complete, for the goroutine that has the reading
@@ -81,14 +84,20 @@ type Peer struct {
 	// tells a goroutine whether it is still the reader.
 	inlineWork *inbound
 	inlineSB   *serverBatch
-	inflightN  map[uint64]struct{}
-	inflightS  map[string]struct{}
-	goroutines int
-	closing    bool
-	draining   bool
-	drained    chan struct{}
-	err        error
-	identity   any
+	// inlineSince is when inlineWork started; lapseSince when the reading
+	// role was last left free. The armed flags say a check is scheduled.
+	inlineSince  time.Time
+	lapseSince   time.Time
+	handoffArmed bool
+	lapseArmed   bool
+	inflightN    map[uint64]struct{}
+	inflightS    map[string]struct{}
+	goroutines   int
+	closing      bool
+	draining     bool
+	drained      chan struct{}
+	err          error
+	identity     any
 
 	// broadcast queue (broadcast.go): outQ, outBusy and outOverflow are
 	// guarded by mu; id is set once, atomically.
@@ -141,7 +150,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
 	})
 	p.writeTimer.Stop()
-	p.handoffTimer = time.AfterFunc(time.Hour, func() { p.handoff(true) })
+	p.handoffTimer = time.AfterFunc(time.Hour, p.handoffCheck)
 	p.handoffTimer.Stop()
 	p.readToken = make(chan struct{}, 1)
 	p.lapseTimer = time.AfterFunc(time.Hour, p.lapse)
@@ -431,8 +440,7 @@ func (p *Peer) readLoop(buf *msgBuf) {
 			// The last pending call was answered and its caller reads
 			// for itself: leave the role free for its next call.
 			p.yieldRead = false
-			<-p.readToken
-			p.lapseTimer.Reset(readLapse)
+			p.leaveRole()
 			putBuf(buf)
 			p.exit()
 			return
@@ -442,21 +450,42 @@ func (p *Peer) readLoop(buf *msgBuf) {
 
 // readLapse is how long the reading role may stay free before a background
 // reader takes it back. While it is free, nothing reads: incoming requests
-// and pings wait at most this long.
-const readLapse = 50 * time.Microsecond
+// and pings wait about this long at most.
+const readLapse = time.Millisecond
 
-// lapse starts a background reader if the reading role is still free.
+// leaveRole leaves the reading role free, for a caller's next call to take,
+// and makes sure a background reader takes it if none does in time.
+func (p *Peer) leaveRole() {
+	p.mu.Lock()
+	p.lapseSince = time.Now()
+	if !p.lapseArmed && !p.closing {
+		p.lapseArmed = true
+		p.lapseTimer.Reset(readLapse)
+	}
+	p.mu.Unlock()
+	<-p.readToken
+}
+
+// lapse starts a background reader if the reading role has been free for
+// readLapse.
 func (p *Peer) lapse() {
+	p.mu.Lock()
+	if p.closing {
+		p.lapseArmed = false
+		p.mu.Unlock()
+		return
+	}
+	if el := time.Since(p.lapseSince); el < readLapse {
+		p.lapseTimer.Reset(readLapse - el)
+		p.mu.Unlock()
+		return
+	}
+	p.lapseArmed = false
 	select {
 	case p.readToken <- struct{}{}:
 	default:
-		return // a caller reads
-	}
-	p.mu.Lock()
-	if p.closing {
 		p.mu.Unlock()
-		<-p.readToken
-		return
+		return // a caller reads; it arms the check again when it leaves
 	}
 	p.goroutines++
 	p.mu.Unlock()
@@ -475,7 +504,6 @@ func (p *Peer) readUntil(c *call) {
 	default:
 		return // someone else reads; wait for them
 	}
-	p.lapseTimer.Stop()
 	buf := getBuf()
 	for c.remaining.Load() != 0 {
 		var err error
@@ -507,8 +535,7 @@ func (p *Peer) readUntil(c *call) {
 		p.spawnReader(nil) // other callers wait for their answers
 		return
 	}
-	<-p.readToken
-	p.lapseTimer.Reset(readLapse)
+	p.leaveRole()
 }
 
 // spawnReader starts a reader goroutine that inherits the reading role and
@@ -542,7 +569,7 @@ func (p *Peer) spawnReader(work *inbound) {
 // inlineBudget is how long work may run on the reading goroutine before
 // reading moves to another goroutine. It bounds the delay a slow handler can
 // impose on the messages behind it.
-const inlineBudget = 50 * time.Microsecond
+const inlineBudget = time.Millisecond
 
 // serveInline serves work on the reading goroutine. Work that finishes
 // within inlineBudget never leaves it. Work that runs longer, or calls back
@@ -551,13 +578,11 @@ const inlineBudget = 50 * time.Microsecond
 // whether this goroutine is still the reader.
 func (p *Peer) serveInline(in *inbound) bool {
 	note := in.env.id == nil && in.batch == nil
-	p.handoffTimer.Reset(inlineBudget)
 	if in.batch != nil {
 		p.serveBatch(in, false)
 	} else {
 		p.serveOne(in)
 	}
-	p.handoffTimer.Stop()
 
 	p.mu.Lock()
 	if p.inlineWork == in {
@@ -588,6 +613,36 @@ func (p *Peer) serveInline(in *inbound) bool {
 		p.serve(p.nextQueued(in))
 	}
 	return false
+}
+
+// startInline records that the reader serves in itself, and schedules the
+// budget check if none is. Called with p.mu held.
+func (p *Peer) startInline(in *inbound) {
+	p.inlineWork, p.inlineSB = in, in.batch
+	p.inlineSince = time.Now()
+	if !p.handoffArmed {
+		p.handoffArmed = true
+		p.handoffTimer.Reset(inlineBudget)
+	}
+}
+
+// handoffCheck hands reading off work that has outrun inlineBudget, or
+// schedules the next check while work is served inline.
+func (p *Peer) handoffCheck() {
+	p.mu.Lock()
+	if p.inlineWork == nil || p.closing {
+		p.handoffArmed = false
+		p.mu.Unlock()
+		return
+	}
+	if el := time.Since(p.inlineSince); el < inlineBudget {
+		p.handoffTimer.Reset(inlineBudget - el)
+		p.mu.Unlock()
+		return
+	}
+	p.handoffArmed = false
+	p.mu.Unlock()
+	p.handoff(true)
 }
 
 // handoff moves reading off the goroutine serving inline work, so that the
@@ -707,7 +762,7 @@ func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 			return nil, true
 		}
 		p.noting = true
-		p.inlineWork = in
+		p.startInline(in)
 		p.mu.Unlock()
 		return in, true
 	}
@@ -725,7 +780,7 @@ func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 	}
 	if p.running < p.cfg.MaxHandlers {
 		p.running++
-		p.inlineWork, p.inlineSB = in, in.batch
+		p.startInline(in)
 		p.mu.Unlock()
 		return in, true
 	}

@@ -481,8 +481,8 @@ func TestHandoffKeepsOneReader(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 16 {
 		wg.Go(func() {
-			for i := range 40 {
-				us := (g*7 + i*13) % 5 * 60 // 0..240 µs: both sides of the budget
+			for i := range 20 {
+				us := (g*7 + i*13) % 5 * int(inlineBudget/time.Microsecond) / 2 // both sides of the budget
 				n, err := Call[int](context.Background(), p, "work", []int{us})
 				if err != nil || n != us {
 					t.Errorf("call: %d, %v", n, err)

@@ -1,8 +1,6 @@
 package wsrpc
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -167,17 +165,7 @@ func (o *Options) config() *config {
 	defDur(&c.MessageTimeout, DefaultMessageTimeout)
 	c.log = c.Logger
 	if c.log == nil {
-		c.log = slog.New(discardHandler{})
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
-
-// discardHandler is an slog.Handler that drops everything.
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
-
-var _ = io.Discard

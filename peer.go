@@ -475,8 +475,7 @@ func (p *Peer) lapse() {
 		p.mu.Unlock()
 		return
 	}
-	if el := time.Since(p.lapseSince); el < readLapse {
-		p.lapseTimer.Reset(readLapse - el)
+	if !due(p.lapseTimer, p.lapseSince, readLapse) {
 		p.mu.Unlock()
 		return
 	}
@@ -615,6 +614,16 @@ func (p *Peer) serveInline(in *inbound) bool {
 	return false
 }
 
+// due reports whether period has passed since start; if not, it re-arms t
+// for the rest of it. The lazily armed timers check with it when they fire.
+func due(t *time.Timer, since time.Time, period time.Duration) bool {
+	if el := time.Since(since); el < period {
+		t.Reset(period - el)
+		return false
+	}
+	return true
+}
+
 // startInline records that the reader serves in itself, and schedules the
 // budget check if none is. Called with p.mu held.
 func (p *Peer) startInline(in *inbound) {
@@ -635,8 +644,7 @@ func (p *Peer) handoffCheck() {
 		p.mu.Unlock()
 		return
 	}
-	if el := time.Since(p.inlineSince); el < inlineBudget {
-		p.handoffTimer.Reset(inlineBudget - el)
+	if !due(p.handoffTimer, p.inlineSince, inlineBudget) {
 		p.mu.Unlock()
 		return
 	}

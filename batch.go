@@ -243,7 +243,7 @@ func (p *Peer) routeBatch(buf *msgBuf, start int) (work *inbound, kept bool) {
 			parseObject(el, 0, &env)
 		}
 		if env.invalid == "" && !env.isRequest() {
-			p.complete(&env)
+			p.complete(&env, nil)
 			continue
 		}
 		if env.id != nil || env.invalid != "" {

@@ -16,14 +16,16 @@ type call struct {
 	slots     []slot
 	remaining atomic.Int32
 	done      chan struct{}
-	arena     []byte // raw results, appended by the reading goroutine
-	buf       []byte // the request message
-	selfRead  bool   // the caller may read the connection itself
+	arena     []byte  // raw results, appended by the reading goroutine
+	buf       []byte  // the request message
+	msg       *msgBuf // a response message handed over whole (see complete)
+	selfRead  bool    // the caller may read the connection itself
 }
 
 type slot struct {
-	off, n int   // result in arena
-	err    error // *Error from the other side, or ErrClosed
+	off, n int    // result in arena
+	raw    []byte // or: result in msg, handed over by the reader
+	err    error  // *Error from the other side, or ErrClosed
 }
 
 // newCall is the New of a peer's call pool. Each peer pools its own calls:
@@ -46,6 +48,10 @@ func (p *Peer) getCall(n int) *call {
 }
 
 func (p *Peer) putCall(c *call) {
+	if c.msg != nil {
+		putBuf(c.msg)
+		c.msg = nil
+	}
 	if cap(c.arena) > maxPooledBuf || cap(c.buf) > maxPooledBuf {
 		return
 	}
@@ -54,6 +60,9 @@ func (p *Peer) putCall(c *call) {
 
 func (c *call) result(i int) []byte {
 	s := c.slots[i]
+	if s.raw != nil {
+		return s.raw
+	}
 	return c.arena[s.off : s.off+s.n]
 }
 
@@ -206,7 +215,11 @@ func (p *Peer) abandon(c *call) {
 // complete routes a response to the call that issued its id. A response to
 // an id never issued, already answered, or of another type (the string "7"
 // for 7) completes nothing.
-func (p *Peer) complete(env *envelope) {
+//
+// msg is the message env points into, when the caller of complete can give
+// it away: a large result of a single call then stays where it is, instead
+// of being copied, and complete reports that it kept msg.
+func (p *Peer) complete(env *envelope, msg *msgBuf) (kept bool) {
 	id, ok := parseUintID(env.id)
 	var c *call
 	idle := false
@@ -220,13 +233,17 @@ func (p *Peer) complete(env *envelope) {
 	}
 	if c == nil {
 		p.cfg.log.Debug("wsrpc: dropped a response to no pending call", "id", string(env.id))
-		return
+		return false
 	}
 	// The id is ours alone now: nobody else writes this slot or the arena
 	// until remaining says so.
 	s := &c.slots[id-c.firstID]
 	if env.err != nil {
 		s.err = decodeRemoteError(env.err)
+	} else if msg != nil && len(c.slots) == 1 && len(env.result) >= handOverMin {
+		s.raw = env.result
+		c.msg = msg
+		kept = true
 	} else {
 		s.off = len(c.arena)
 		c.arena = append(c.arena, env.result...)
@@ -238,7 +255,12 @@ func (p *Peer) complete(env *envelope) {
 		}
 		c.done <- struct{}{}
 	}
+	return kept
 }
+
+// handOverMin is the result size from which the reader gives its message
+// buffer to the call rather than copying the result out of it.
+const handOverMin = 4 << 10
 
 // decodeRemoteError decodes an error object; a malformed one still becomes
 // an *Error, so callers always get one.

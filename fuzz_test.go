@@ -236,7 +236,7 @@ func FuzzResponseRouting(f *testing.F) {
 			if err != nil || end != len(msg) || env.invalid != "" || env.isRequest() {
 				t.Fatalf("bad test message %s: %v %q", msg, err, env.invalid)
 			}
-			p.complete(&env)
+			p.complete(&env, nil)
 			if st := ids[id]; idOK && st != nil && st.want == "" {
 				if result {
 					st.want = "r:" + strconv.Itoa(serial)

@@ -709,13 +709,13 @@ func (p *Peer) route(buf *msgBuf) (work *inbound, kept bool) {
 	case in.env.invalid != "":
 		p.replyError(readableID(&in.env), errorf(CodeInvalidRequest, "invalid request: "+in.env.invalid))
 	case !in.env.isRequest():
-		p.complete(&in.env)
+		kept = p.complete(&in.env, buf)
 	default:
 		in.msg = buf
 		return p.admit(in)
 	}
 	in.release()
-	return nil, false
+	return nil, kept
 }
 
 // readableID returns the id of an invalid message if it is one the

@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -105,4 +106,43 @@ func TestBasicParamsDecode(t *testing.T) {
 		require.NotContains(t, out, "float64", in)
 		require.True(t, utf8.ValidString(out))
 	}
+}
+
+// TestLargeResultsHandedOver exercises results of handOverMin bytes and
+// more, which the reader hands to the call in its own buffer instead of
+// copying: concurrent single calls, and a batch (which copies).
+func TestLargeResultsHandedOver(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "big", func(_ context.Context, p [2]int) (string, error) {
+		return strings.Repeat(string(rune('a'+p[0]%26)), p[1]), nil
+	})
+	a, _ := pipePair(t, nil, &Options{Methods: m})
+	done := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 50 {
+				n := handOverMin/2 + (g*131+i*977)%(4*handOverMin)
+				s, err := Call[string](context.Background(), a, "big", [2]int{g + i, n})
+				if err == nil && s != strings.Repeat(string(rune('a'+(g+i)%26)), n) {
+					err = fmt.Errorf("call %d/%d: wrong result of %d bytes", g, i, len(s))
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		require.NoError(t, <-done)
+	}
+	var r1, r2 string
+	require.NoError(t, a.Batch(context.Background(), func(b *Batch) {
+		b.Call("big", [2]int{1, 3 * handOverMin}, &r1)
+		b.Call("big", [2]int{2, 10}, &r2)
+	}))
+	require.Equal(t, strings.Repeat("b", 3*handOverMin), r1)
+	require.Equal(t, "cccccccccc", r2)
 }

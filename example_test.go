@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/wsrpc/wsrpc"
@@ -176,4 +179,219 @@ func ExampleError() {
 	// Output:
 	// -32010 insufficient funds {"balance":5}
 	// true
+}
+
+// ---- application API: descriptors, middleware and guards, broadcast, HTTP ----
+
+// The API, declared once in a package that the server and its clients
+// share.
+var (
+	Add   = wsrpc.NewMethod[SumArgs, int]("math.add")
+	Twice = wsrpc.NewMethod[int, int]("math.twice") // a scalar travels as [n]
+	Audit = wsrpc.NewNotification[[]string]("audit")
+	API   = []wsrpc.Descriptor{Add, Twice, Audit}
+)
+
+// A Method declares a method once; the server registers it and clients
+// call it, over WebSocket or HTTP, with the types checked by the compiler.
+func ExampleMethod() {
+	methods := wsrpc.NewMethods()
+	Add.Register(methods, func(_ context.Context, a SumArgs) (int, error) { return a.X + a.Y, nil })
+	Twice.Register(methods, func(_ context.Context, n int) (int, error) { return 2 * n, nil })
+	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+
+	ctx := context.Background()
+	peer, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		panic(err)
+	}
+	defer peer.Close()
+	sum, err := Add.Call(ctx, peer, SumArgs{X: 1, Y: 2})
+	fmt.Println(sum, err)
+
+	// The same descriptor over HTTP POST, on the same route.
+	client := wsrpc.NewHTTPClient(hs.URL, nil)
+	n, err := Twice.Call(ctx, client, 21)
+	fmt.Println(n, err)
+
+	// And in a batch.
+	var a, b int
+	err = peer.Batch(ctx, func(batch *wsrpc.Batch) {
+		Add.Batch(batch, SumArgs{X: 2, Y: 3}, &a)
+		Twice.Batch(batch, 4, &b)
+	})
+	fmt.Println(a, b, err)
+	// Output:
+	// 3 <nil>
+	// 42 <nil>
+	// 5 8 <nil>
+}
+
+// Declare lists the API a table is meant to serve; Unhandled tells what is
+// still missing, at start-up or in a test.
+func ExampleMethods_Declare() {
+	methods := wsrpc.NewMethods()
+	methods.Declare(API...)
+	Add.Register(methods, func(_ context.Context, a SumArgs) (int, error) { return a.X + a.Y, nil })
+	fmt.Println("unhandled:", methods.Unhandled())
+	fmt.Println("served:", methods.Names())
+	// Output:
+	// unhandled: [audit math.twice]
+	// served: [math.add]
+}
+
+// Guards decide who may call what. The identity comes from
+// Options.Authenticate, over WebSocket and HTTP alike.
+func ExampleGuarded() {
+	methods := wsrpc.NewMethods()
+	methods.Guard(wsrpc.AllowHosts("localhost")) // every method: loopback callers only
+	wsrpc.Register(methods, "admin.reset", func(context.Context, any) (string, error) {
+		return "done", nil
+	}, wsrpc.Guarded(wsrpc.RequireIdentity("role", "admin"))) // this one: admins only
+	srv := wsrpc.NewServer(&wsrpc.Options{
+		Methods: methods,
+		Authenticate: func(r *http.Request) (any, error) {
+			// A real server checks a token or a session cookie here.
+			if r.Header.Get("Authorization") == "Bearer s3cret" {
+				return map[string]string{"role": "admin"}, nil
+			}
+			return map[string]string{"role": "guest"}, nil
+		},
+	})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	ctx := context.Background()
+
+	guest := wsrpc.NewHTTPClient(hs.URL, nil)
+	err := guest.Call(ctx, "admin.reset", nil, nil)
+	fmt.Println(errors.Is(err, wsrpc.ErrUnauthorized), err)
+
+	admin, _ := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.Options{
+		HTTPHeader: http.Header{"Authorization": {"Bearer s3cret"}},
+	})
+	defer admin.Close()
+	res, err := wsrpc.Call[string](ctx, admin, "admin.reset", nil)
+	fmt.Println(res, err)
+	// Output:
+	// true jsonrpc error -32002: unauthorized: requires "role"
+	// done <nil>
+}
+
+// Logging logs one record per call; Recover inside it maps panics to the
+// code they are answered with.
+func ExampleLogging() {
+	// Times and addresses vary: leave them out of this example's output.
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "duration" || a.Key == "remote" {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	methods := wsrpc.NewMethods()
+	methods.Use(wsrpc.Logging(logger), wsrpc.Recover(slog.New(slog.DiscardHandler)))
+	Twice.Register(methods, func(_ context.Context, n int) (int, error) {
+		if n < 0 {
+			panic("negative")
+		}
+		return 2 * n, nil
+	})
+	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+
+	client := wsrpc.NewHTTPClient(hs.URL, nil)
+	Twice.Call(context.Background(), client, 2)
+	Twice.Call(context.Background(), client, -1)
+	// Output:
+	// level=INFO msg="wsrpc: served" method=math.twice
+	// level=ERROR msg="wsrpc: served" method=math.twice code=-32603 err="jsonrpc error -32603: internal error"
+}
+
+// Broadcast sends one notification to many peers without waiting for any
+// of them; a filter picks the peers.
+func ExampleServer_Broadcast() {
+	connected := make(chan *wsrpc.Peer, 3)
+	srv := wsrpc.NewServer(&wsrpc.Options{OnConnect: func(p *wsrpc.Peer) { connected <- p }})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	ctx := context.Background()
+
+	got := make(chan string, 3)
+	for _, name := range []string{"ann", "bob", "cid"} {
+		methods := wsrpc.NewMethods()
+		Audit.Register(methods, func(_ context.Context, lines []string) error {
+			got <- name + ": " + lines[0]
+			return nil
+		})
+		peer, err := wsrpc.Dial(ctx, url, &wsrpc.Options{Methods: methods, HTTPHeader: http.Header{"X-Name": {name}}})
+		if err != nil {
+			panic(err)
+		}
+		defer peer.Close()
+		<-connected // the server has registered the peer
+	}
+
+	sent, err := srv.Broadcast(ctx, Audit.Name(), []string{"to all"}, nil)
+	fmt.Println(sent, err)
+	var lines []string
+	for range 3 {
+		lines = append(lines, <-got)
+	}
+	slices.Sort(lines)
+	fmt.Println(strings.Join(lines, "; "))
+
+	sent, _ = srv.Broadcast(ctx, Audit.Name(), []string{"to bob"}, func(p *wsrpc.Peer) bool {
+		return p.HTTPRequest().Header.Get("X-Name") == "bob"
+	})
+	fmt.Println(sent, <-got)
+	// Output:
+	// 3 <nil>
+	// ann: to all; bob: to all; cid: to all
+	// 1 bob: to bob
+}
+
+// An HTTPClient posts JSON-RPC to a Server's route: calls, notifications
+// and batches, each one POST.
+func ExampleHTTPClient() {
+	methods := wsrpc.NewMethods()
+	Add.Register(methods, func(_ context.Context, a SumArgs) (int, error) { return a.X + a.Y, nil })
+	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	ctx := context.Background()
+
+	client := wsrpc.NewHTTPClient(hs.URL, nil)
+	var sum int
+	err := client.Call(ctx, "math.add", []int{1, 2}, &sum)
+	fmt.Println(sum, err)
+
+	var a int
+	var missing *wsrpc.BatchCall
+	err = client.Batch(ctx, func(b *wsrpc.HTTPBatch) {
+		Add.Batch(b, SumArgs{X: 20, Y: 22}, &a)
+		missing = b.Call("math.mul", []int{2, 3}, nil)
+	})
+	fmt.Println(a, err, errors.Is(missing.Err(), wsrpc.ErrMethodNotFound))
+
+	// A plain POST works too: 200 with the answer, 204 for notifications.
+	resp, err := http.Post(hs.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"math.add","params":{"x":1,"y":1}}`))
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output:
+	// 3 <nil>
+	// 42 <nil> true
+	// 200 OK
 }

@@ -349,6 +349,14 @@ func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
 			return errWriteAbandoned
 		}
 	}
+	select {
+	case <-p.done:
+		// Closed: nothing but the closing handshake goes out any more,
+		// not even an answer whose handler returned after Close began.
+		<-p.writeSem
+		return p.Err()
+	default:
+	}
 	p.writeTimer.Reset(p.cfg.WriteTimeout)
 	err := p.conn.writeMessage(b)
 	p.writeTimer.Stop()

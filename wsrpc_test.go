@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -493,4 +494,31 @@ func TestHandoffKeepsOneReader(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, p.Err())
+}
+
+// TestNothingWrittenAfterClose: once Close has begun, a handler that
+// returns because its context ended must not get its answer out ahead of
+// the close frame (the caller must see ErrClosed, not that answer).
+func TestNothingWrittenAfterClose(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		m := NewMethods()
+		started := make(chan struct{})
+		Register(m, "wait", func(ctx context.Context, _ any) (int, error) {
+			close(started)
+			<-ctx.Done()
+			return 0, ctx.Err()
+		})
+		p, raw := rawPeer(t, &Options{Methods: m})
+		require.NoError(t, raw.writeMessage([]byte(`{"jsonrpc":"2.0","id":1,"method":"wait"}`)))
+		<-started
+		p.shutdown(nil) // Close's first step: handler contexts end
+		synctest.Wait() // the handler returns and tries to answer
+		select {
+		case msg := <-raw.in:
+			t.Fatalf("written after Close began: %s", msg)
+		default:
+		}
+		p.conn.close(websocket.StatusNormalClosure, "") // Close's second step
+	})
 }

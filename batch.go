@@ -376,7 +376,7 @@ func (p *Peer) appendBatchResponse(b []byte, sb *serverBatch) []byte {
 			b = append(b, ',')
 		}
 		budget := p.cfg.MaxBatchResponse - (len(b) - start) - 1 - reserve
-		b = appendResponse(b, &it.req, it.res, it.err, p.cfg.Codec, budget, p.cfg)
+		b = appendResponse(b, &it.req, it.res, it.err, budget, p.cfg)
 	}
 	return append(b, ']')
 }

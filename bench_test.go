@@ -169,7 +169,7 @@ func BenchmarkDispatch(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			res, err := p.dispatch(p.slotCtx, &env, req)
-			buf = appendResponse(buf[:0], req, res, err, nil, int(cfg.MaxMessageSize), cfg)
+			buf = appendResponse(buf[:0], req, res, err, int(cfg.MaxMessageSize), cfg)
 		}
 		if want := `{"jsonrpc":"2.0","id":12345,"result":3}`; string(buf) != want {
 			b.Fatalf("got %s want %s", buf, want)

@@ -118,7 +118,7 @@ func answerHTTP(ctx context.Context, cfg *config, b []byte) []byte {
 	if env.id == nil {
 		return nil
 	}
-	return appendResponse(nil, &req, res, herr, cfg.Codec, int(cfg.MaxMessageSize), cfg)
+	return appendResponse(nil, &req, res, herr, int(cfg.MaxMessageSize), cfg)
 }
 
 // errNoCallOverHTTP answers a response object posted to the server: over
@@ -202,7 +202,7 @@ func answerHTTPBatch(ctx context.Context, cfg *config, b []byte, start int) []by
 			out = append(out, ',')
 		}
 		budget := cfg.MaxBatchResponse - len(out) - 1
-		out = appendResponse(out, &it.req, it.res, it.err, cfg.Codec, budget, cfg)
+		out = appendResponse(out, &it.req, it.res, it.err, budget, cfg)
 	}
 	return append(out, ']')
 }

@@ -17,10 +17,12 @@ import (
 // A Peer is one end of a JSON-RPC connection. Both ends are Peers: each can
 // call, notify and batch, and each serves its own method table to the other.
 //
-// A Peer runs one reading goroutine for its whole life, plus one goroutine
-// per request being served (bounded by Options.MaxHandlers) and one while
-// notifications are being served. All of them have returned when Close
-// returns.
+// At any time one goroutine reads the connection. It serves quick requests
+// and notifications itself; work that runs past about a millisecond, or
+// calls back the peer, keeps its goroutine while reading moves to another,
+// so a peer has at most one goroutine per running handler (bounded by
+// Options.MaxHandlers) plus the reader. An idle peer has one goroutine. All
+// of them have returned when Close returns.
 type Peer struct {
 	cfg     *config
 	conn    transport
@@ -236,8 +238,8 @@ func (p *Peer) fail(cause error) {
 func (p *Peer) violation(code websocket.StatusCode, reason string) {
 	p.cfg.log.Warn("wsrpc: closing peer", "code", int(code), "reason", reason)
 	if p.shutdown(fmt.Errorf("wsrpc: %s", reason)) {
-		// The closing handshake waits for the other side; this runs on
-		// the reading goroutine, which is about to return anyway.
+		// The closing handshake waits for the other side; callers run on
+		// one of the peer's own goroutines, which returns right after.
 		p.conn.close(code, reason)
 	}
 }
@@ -428,18 +430,12 @@ func (in *inbound) release() {
 // serveInline): no goroutine is started and no hand-off is paid for them.
 func (p *Peer) readLoop(buf *msgBuf) {
 	for {
-		var err error
-		buf.b, err = p.conn.readMessage(buf.b)
-		if err != nil {
-			putBuf(buf)
-			p.fail(err)
+		work, next, ok := p.readNext(buf)
+		if !ok {
 			p.exit()
 			return
 		}
-		work, kept := p.route(buf)
-		if kept {
-			buf = getBuf()
-		}
+		buf = next
 		if work != nil && !p.serveInline(work) {
 			putBuf(buf)
 			return
@@ -454,6 +450,23 @@ func (p *Peer) readLoop(buf *msgBuf) {
 			return
 		}
 	}
+}
+
+// readNext reads and routes one message. It returns work for this goroutine
+// to serve (if any) and the buffer to read into next; !ok means the
+// connection failed, the peer has been failed, and buf is released.
+func (p *Peer) readNext(buf *msgBuf) (work *inbound, next *msgBuf, ok bool) {
+	var err error
+	if buf.b, err = p.conn.readMessage(buf.b); err != nil {
+		putBuf(buf)
+		p.fail(err)
+		return nil, nil, false
+	}
+	work, kept := p.route(buf)
+	if kept {
+		buf = getBuf()
+	}
+	return work, buf, true
 }
 
 // readLapse is how long the reading role may stay free before a background
@@ -513,17 +526,11 @@ func (p *Peer) readUntil(c *call) {
 	}
 	buf := getBuf()
 	for c.remaining.Load() != 0 {
-		var err error
-		buf.b, err = p.conn.readMessage(buf.b)
-		if err != nil {
-			putBuf(buf)
-			p.fail(err)
+		work, next, ok := p.readNext(buf)
+		if !ok {
 			return
 		}
-		work, kept := p.route(buf)
-		if kept {
-			buf = getBuf()
-		}
+		buf = next
 		if work != nil {
 			// A caller does not serve the other side: the work, and the
 			// reading role with it, go to a reader goroutine.
@@ -551,12 +558,8 @@ func (p *Peer) spawnReader(work *inbound) {
 	p.mu.Lock()
 	if p.closing {
 		if work != nil {
-			if work.env.id == nil && work.batch == nil {
-				p.noting = false
-			} else {
-				p.running--
-			}
 			p.inlineWork, p.inlineSB = nil, nil
+			p.unadmit(work)
 		}
 		p.mu.Unlock()
 		if work != nil {
@@ -599,11 +602,7 @@ func (p *Peer) serveInline(in *inbound) bool {
 			idle = len(p.notes) == 0
 		}
 		if idle {
-			if note {
-				p.noting = false
-			} else {
-				p.running--
-			}
+			p.unadmit(in)
 			p.checkDrained()
 			p.mu.Unlock()
 			in.release()
@@ -620,6 +619,16 @@ func (p *Peer) serveInline(in *inbound) bool {
 		p.serve(p.nextQueued(in))
 	}
 	return false
+}
+
+// unadmit gives back what admit took for work: the notification role or a
+// handler slot. Called with p.mu held, before work is released.
+func (p *Peer) unadmit(work *inbound) {
+	if work.env.id == nil && work.batch == nil {
+		p.noting = false
+	} else {
+		p.running--
+	}
 }
 
 // due reports whether period has passed since start; if not, it re-arms t
@@ -689,9 +698,9 @@ func (p *Peer) handoff(becomeReader bool) {
 	}
 }
 
-// route handles one message. It returns work for this goroutine to serve
-// (having started a new reader), or nil; kept reports that the message's
-// buffer now belongs to queued work.
+// route handles one message. It returns work that admit gave this goroutine
+// to serve, or nil; kept reports that the message's buffer now belongs to
+// that work, to queued work, or to the call it answered.
 func (p *Peer) route(buf *msgBuf) (work *inbound, kept bool) {
 	b := buf.b
 	i := skipSpace(b, 0)
@@ -735,8 +744,9 @@ func readableID(e *envelope) []byte {
 	return nil
 }
 
-// admit decides who serves a request or notification: this goroutine (a new
-// reader takes over), a queue, or nobody (busy). It never blocks.
+// admit decides who serves a request or notification: this goroutine,
+// inline (see serveInline), a queue, or nobody (busy). It blocks only to
+// apply notification backpressure.
 func (p *Peer) admit(in *inbound) (work *inbound, kept bool) {
 	env := &in.env
 	p.mu.Lock()
@@ -926,7 +936,7 @@ func (p *Peer) serveOne(in *inbound) {
 	}
 	res, err := p.dispatch(p.slotCtx, &in.env, req)
 	wb := getBuf()
-	wb.b = appendResponse(wb.b[:0], req, res, err, p.cfg.Codec, int(p.cfg.MaxMessageSize), p.cfg)
+	wb.b = appendResponse(wb.b[:0], req, res, err, int(p.cfg.MaxMessageSize), p.cfg)
 	// The id is free again before the answer goes out: a caller may reuse
 	// it as soon as it has the answer.
 	p.mu.Lock()
@@ -975,19 +985,17 @@ func invoke(ctx context.Context, h Handler, req *Request, cfg *config) (res any,
 // appendResponse appends the response to req. A result that cannot be
 // encoded, or that would make the message larger than limit, is replaced
 // by an error response.
-func appendResponse(b []byte, req *Request, res any, err error, c Codec, limit int, cfg *config) []byte {
+func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *config) []byte {
 	start := len(b)
 	if err == nil {
 		b = append(b, jsonrpcPrefix+`,"id":`...)
 		b = append(b, req.ID...)
 		b = append(b, `,"result":`...)
 		var encErr error
-		if raw, ok := res.(rawResult); ok {
-			b = append(b, raw...)
-		} else if t := req.trusted; t != nil && sameBytes(res, t) {
+		if t := req.trusted; t != nil && sameBytes(res, t) {
 			b = append(b, t...)
 		} else {
-			b, encErr = appendResultValue(b, res, c)
+			b, encErr = appendResultValue(b, res, cfg.Codec)
 		}
 		if encErr == nil {
 			b = append(b, '}')
@@ -1030,10 +1038,6 @@ func appendResultValue(b []byte, v any, c Codec) (out []byte, err error) {
 	}()
 	return appendValue(b, v, c)
 }
-
-// rawResult is a result already encoded and validated (a reply passed
-// through from another peer).
-type rawResult []byte
 
 // sameBytes reports whether v is a json.RawMessage that is t itself: a
 // params copy handed back unchanged needs no second validation.

@@ -559,7 +559,7 @@ func (p *Peer) spawnReader(work *inbound) {
 	if p.closing {
 		if work != nil {
 			p.inlineWork, p.inlineSB = nil, nil
-			p.unadmit(work)
+			p.unadmit(isNote(work))
 		}
 		p.mu.Unlock()
 		if work != nil {
@@ -587,7 +587,7 @@ const inlineBudget = time.Millisecond
 // and this goroutine then serves the queue behind it and exits. It reports
 // whether this goroutine is still the reader.
 func (p *Peer) serveInline(in *inbound) bool {
-	note := in.env.id == nil && in.batch == nil
+	note := isNote(in)
 	if in.batch != nil {
 		p.serveBatch(in, false)
 	} else {
@@ -602,7 +602,7 @@ func (p *Peer) serveInline(in *inbound) bool {
 			idle = len(p.notes) == 0
 		}
 		if idle {
-			p.unadmit(in)
+			p.unadmit(note)
 			p.checkDrained()
 			p.mu.Unlock()
 			in.release()
@@ -621,10 +621,14 @@ func (p *Peer) serveInline(in *inbound) bool {
 	return false
 }
 
-// unadmit gives back what admit took for work: the notification role or a
-// handler slot. Called with p.mu held, before work is released.
-func (p *Peer) unadmit(work *inbound) {
-	if work.env.id == nil && work.batch == nil {
+// isNote reports whether in is a single notification (not a request, not a
+// batch). Ask before serving: serveBatch hands the batch off in.
+func isNote(in *inbound) bool { return in.env.id == nil && in.batch == nil }
+
+// unadmit gives back what admit took: the notification role (note) or a
+// handler slot. Called with p.mu held.
+func (p *Peer) unadmit(note bool) {
+	if note {
 		p.noting = false
 	} else {
 		p.running--

@@ -522,3 +522,19 @@ func TestNothingWrittenAfterClose(t *testing.T) {
 		p.conn.close(websocket.StatusNormalClosure, "") // Close's second step
 	})
 }
+
+// TestInlineBatchGivesBackItsSlot: a batch served on the reading goroutine
+// returns its handler slot, so a draining peer drains (Server.Shutdown
+// waits for exactly that).
+func TestInlineBatchGivesBackItsSlot(t *testing.T) {
+	t.Parallel()
+	p, raw := rawPeer(t, &Options{Methods: arith()})
+	for range 3 {
+		exchange(t, raw, `[{"jsonrpc":"2.0","id":1,"method":"math.sum","params":[1]},{"jsonrpc":"2.0","id":2,"method":"math.sum","params":[2]}]`)
+	}
+	select {
+	case <-p.drain():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer never drained: a handler slot leaked")
+	}
+}

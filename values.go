@@ -40,6 +40,44 @@ func plainRun(b []byte, i int) int {
 	return i
 }
 
+// longRun is the length of plain string from which scanning switches from
+// plainRun to the runtime's vectorised byte search (bytes.IndexByte), whose
+// set-up costs more than plainRun on short strings.
+const longRun = 64
+
+// hasCtl reports whether b holds a control character (a byte below 0x20),
+// which JSON strings must escape.
+func hasCtl(b []byte) bool {
+	for len(b) >= 32 {
+		w0 := binary.LittleEndian.Uint64(b)
+		w1 := binary.LittleEndian.Uint64(b[8:])
+		w2 := binary.LittleEndian.Uint64(b[16:])
+		w3 := binary.LittleEndian.Uint64(b[24:])
+		if (below20(w0)|below20(w1)|below20(w2)|below20(w3))&msb != 0 {
+			return true
+		}
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		if below20(binary.LittleEndian.Uint64(b))&msb != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+// below20 has a high bit set (under msb) if and only if some byte of w is
+// below 0x20. A borrow only leaves a byte that is below 0x20 itself, so the
+// false positives it causes come after a true one; bytes of 0x80 and up are
+// masked out by ^w.
+func below20(w uint64) uint64 { return (w - lsb*0x20) &^ w }
+
 // special has the high bit set in some byte if a byte of w is a quote, a
 // backslash, below 0x20 or above 0x7f (and may flag bytes after one that
 // is: callers then look byte by byte).

@@ -36,6 +36,62 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// Long strings take the vectorised paths of scanString and appendString;
+// they must agree with encoding/json on what is valid and what it means,
+// wherever in the string the one odd byte sits.
+func TestLongStringsMatchEncodingJSON(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	odd := []string{"", "\"", "\\", "\n", "\x00", "\x1f", "é", "𝄞", "\xff", "\xc3", "\\\"", "\\u00e9", "\\x", "\\u12"}
+	for range 4000 {
+		n := longRun + r.IntN(3*longRun)
+		b := []byte(strings.Repeat("y", n))
+		o := odd[r.IntN(len(odd))]
+		at := r.IntN(n + 1)
+		tok := append([]byte{'"'}, append(append(b[:at:at], o...), b[at:]...)...)
+		tok = append(tok, '"')
+		// scanString accepts exactly the strings encoding/json does (which
+		// also takes invalid UTF-8; wsrpc refuses it), and ends each at its
+		// closing quote.
+		valid := func(b []byte) bool { return json.Valid(b) && utf8.Valid(b) }
+		for _, in := range [][]byte{tok, tok[:len(tok)-1]} {
+			end, _, err := scanString(in, 0)
+			if err == nil {
+				require.True(t, valid(in[:end]), "%q", in[:end])
+				if end < len(in) {
+					require.False(t, valid(in), "%q", in)
+				}
+			} else {
+				require.False(t, valid(in), "%q", in)
+			}
+		}
+
+		s := string(tok[1 : len(tok)-1])
+		if !utf8.ValidString(s) {
+			continue
+		}
+		out := appendString(nil, s)
+		var back string
+		require.NoError(t, json.Unmarshal(out, &back), "%q -> %s", s, out)
+		require.Equal(t, s, back)
+	}
+}
+
+func TestHasCtl(t *testing.T) {
+	t.Parallel()
+	for n := range 80 {
+		for pos := -1; pos < n; pos++ {
+			for _, c := range []byte{0, 0x1f, 0x20, 0x7f, 0x80, 0xff} {
+				b := []byte(strings.Repeat("\x20", n))
+				if pos >= 0 {
+					b[pos] = c
+				}
+				require.Equal(t, pos >= 0 && c < 0x20, hasCtl(b), "byte %#x at %d of %d", c, pos, n)
+			}
+		}
+	}
+}
+
 func TestPlainRun(t *testing.T) {
 	t.Parallel()
 	for _, special := range []byte{'"', '\\', 0, 0x1f, 0x80, 0xff} {

@@ -350,8 +350,30 @@ func scanNumber(b []byte, i int) (int, error) {
 // characters and UTF-8. It returns the index after the closing quote.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
+	quote := -1 // index of the next '"' at or after i, once searched for
 	for {
-		i = plainRun(b, i)
+		lim := min(len(b), i+longRun)
+		if j := plainRun(b[:lim], i); j < lim || lim == len(b) {
+			i = j
+		} else {
+			// A long string: the runtime's vectorised byte search finds
+			// its end and its escapes much faster than plainRun can.
+			if quote < i {
+				if quote = bytes.IndexByte(b[i:], '"'); quote < 0 {
+					return 0, false, errSyntax
+				}
+				quote += i
+			}
+			run := b[i:quote]
+			if bs := bytes.IndexByte(run, '\\'); bs >= 0 {
+				run = run[:bs]
+			}
+			if hasCtl(run) || !utf8.Valid(run) {
+				i = plainRun(b, i) // the checks below say what is wrong
+			} else {
+				i += len(run)
+			}
+		}
 		if i >= len(b) {
 			return 0, false, errSyntax
 		}
@@ -568,6 +590,10 @@ const hexDigits = "0123456789abcdef"
 // appendString appends s as a JSON string. s must be valid UTF-8.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if len(s) >= longRun && strings.IndexByte(s, '"') < 0 && strings.IndexByte(s, '\\') < 0 && !hasCtl(stringBytes(s)) {
+		b = append(b, s...) // the common long string: nothing to escape
+		return append(b, '"')
+	}
 	start := 0
 	sb := stringBytes(s)
 	for i := plainRun(sb, 0); i < len(s); i = plainRun(sb, i) {

@@ -52,8 +52,21 @@ func FuzzEnvelope(f *testing.F) {
 		if got := validJSON(data); got != want {
 			t.Fatalf("validJSON = %v, encoding/json says %v, for %q", got, want, data)
 		}
-		if end, err := scanValue(data, skipSpace(data, 0), 0); err == nil && (end > len(data) || end <= 0) {
+		start := skipSpace(data, 0)
+		end, err := scanValue(data, start, 0)
+		if err == nil && (end > len(data) || end <= 0) {
 			t.Fatalf("scanValue returned %d for %d bytes", end, len(data))
+		}
+		// skipValue agrees with the scanner on valid JSON, and on any
+		// input stays within it.
+		if start < len(data) {
+			skip := skipValue(data, start)
+			if want && skip != end {
+				t.Fatalf("skipValue ends at %d, scanValue at %d, in %q", skip, end, data)
+			}
+			if skip < start || skip > len(data) {
+				t.Fatalf("skipValue returned %d from %d for %d bytes", skip, start, len(data))
+			}
 		}
 		if i := skipSpace(data, 0); i < len(data) && data[i] == '{' {
 			var env envelope

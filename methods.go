@@ -31,6 +31,9 @@ type Request struct {
 	// trusted is a params copy the typed decoder made; a result that is
 	// this very slice needs no second validation.
 	trusted []byte
+	// scanned is Params as the envelope scanner validated it. A middleware
+	// may replace Params; the typed decoder then validates it again.
+	scanned []byte
 }
 
 // IsNotification reports whether the caller expects no response.
@@ -285,6 +288,9 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 	params := req.Params
 	if len(params) == 0 || string(params) == "null" {
 		return nil
+	}
+	if !sameSlice(params, req.scanned) && !validJSON(params) {
+		return errParamsShape
 	}
 	codec := req.codec
 	if d.raw {

@@ -960,7 +960,7 @@ func (p *Peer) dispatch(ctx context.Context, env *envelope, req *Request) (any, 
 // dispatch finds and runs the handler for env in cfg.Methods, filling req.
 // p is the peer the request came on, nil for HTTP POST.
 func dispatch(ctx context.Context, cfg *config, p *Peer, env *envelope, req *Request) (any, error) {
-	*req = Request{Params: env.params, ID: env.id, peer: p, codec: cfg.Codec}
+	*req = Request{Params: env.params, ID: env.id, peer: p, codec: cfg.Codec, scanned: env.params}
 	me := cfg.Methods.lookup(env.method[1 : len(env.method)-1])
 	if me == nil && env.methodEscaped {
 		me = cfg.Methods.lookup([]byte(env.methodName()))
@@ -1047,7 +1047,13 @@ func appendResultValue(b []byte, v any, c Codec) (out []byte, err error) {
 // params copy handed back unchanged needs no second validation.
 func sameBytes(v any, t []byte) bool {
 	r, ok := v.(json.RawMessage)
-	return ok && len(r) == len(t) && len(t) > 0 && &r[0] == &t[0]
+	return ok && sameSlice(r, t)
+}
+
+// sameSlice reports whether a and b are the same non-empty slice of the
+// same array.
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 func (p *Peer) replyError(id []byte, e *Error) {

@@ -192,29 +192,6 @@ func countElems(arr []byte) int {
 	return n
 }
 
-// eachElem calls f with each element of the valid JSON array arr.
-func eachElem(arr []byte, f func(i int, tok []byte) error) error {
-	i := skipSpace(arr, 1)
-	if i < len(arr) && arr[i] == ']' {
-		return nil
-	}
-	for n := 0; i < len(arr); n++ {
-		end, err := scanValue(arr, i, 1)
-		if err != nil {
-			return errParamsShape
-		}
-		if err := f(n, arr[i:end]); err != nil {
-			return err
-		}
-		i = skipSpace(arr, end)
-		if i >= len(arr) || arr[i] != ',' {
-			return nil
-		}
-		i = skipSpace(arr, i+1)
-	}
-	return nil
-}
-
 func argError(i int, what string) error {
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: argument %d must be %s", i, what)}
 }

@@ -77,6 +77,62 @@ func TestLongStringsMatchEncodingJSON(t *testing.T) {
 	}
 }
 
+// skipValue trusts the scanner's validation and must find the same ends,
+// most of all for strings whose quotes follow runs of backslashes.
+func TestSkipValueMatchesScanValue(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(5, 6))
+	pieces := []string{"a", `\`, `"`, "é", " ", "[", "]", "{", "}", ","}
+	str := func() string {
+		var sb strings.Builder
+		for range r.IntN(3 * longRun) {
+			sb.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch k := r.IntN(6); {
+		case k == 0 && depth < 4:
+			l := make([]any, r.IntN(4))
+			for i := range l {
+				l[i] = value(depth + 1)
+			}
+			return l
+		case k == 1 && depth < 4:
+			m := map[string]any{}
+			for range r.IntN(4) {
+				m[str()] = value(depth + 1)
+			}
+			return m
+		case k == 2:
+			return r.NormFloat64() * 1e6
+		case k == 3:
+			return []any{true, false, nil}[r.IntN(3)]
+		default:
+			return str()
+		}
+	}
+	for range 3000 {
+		var elems [][]byte
+		arr := []byte{'['}
+		for i := range 1 + r.IntN(4) {
+			b, err := json.Marshal(value(0))
+			require.NoError(t, err)
+			if i > 0 {
+				arr = append(arr, []string{",", " ,", ", ", " ,\n"}[r.IntN(4)]...)
+			}
+			elems = append(elems, b)
+			arr = append(arr, b...)
+		}
+		arr = append(arr, ']')
+		end, err := scanValue(arr, 0, 0)
+		require.NoError(t, err)
+		require.Equal(t, end, skipValue(arr, 0), "%s", arr)
+		require.Equal(t, elems, splitArray(nil, arr), "%s", arr)
+	}
+}
+
 func TestHasCtl(t *testing.T) {
 	t.Parallel()
 	for n := range 80 {
@@ -201,4 +257,29 @@ func TestLargeResultsHandedOver(t *testing.T) {
 	}))
 	require.Equal(t, strings.Repeat("b", 3*handOverMin), r1)
 	require.Equal(t, "cccccccccc", r2)
+}
+
+// The typed decoders trust params the scanner validated. Params a
+// middleware put in their place are validated again: broken JSON gets
+// -32602, never a panic or a wrong value.
+func TestRewrittenParamsAreValidated(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	m.Use(func(next Handler) Handler {
+		return func(ctx context.Context, req *Request) (any, error) {
+			switch string(req.Params) {
+			case `["cut"]`:
+				req.Params = json.RawMessage(`["abc`)
+			case `["swap"]`:
+				req.Params = json.RawMessage(`["x\"y", "z"]`)
+			}
+			return next(ctx, req)
+		}
+	})
+	Register(m, "strs", func(_ context.Context, p [2]string) (string, error) { return p[0] + "|" + p[1], nil })
+	_, raw := rawPeer(t, &Options{Methods: m})
+	out := exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"strs","params":["cut"]}`)
+	require.Contains(t, out, `"code":-32602`)
+	out = exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"strs","params":["swap"]}`)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"x\"y|z"}`, out)
 }

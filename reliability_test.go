@@ -628,8 +628,12 @@ func TestCancellationIsolation(t *testing.T) {
 	require.Equal(t, int64(cancellations), cancelled.Load()+completed.Load())
 	require.Greater(t, cancelled.Load(), int64(cancellations/2))
 	require.Less(t, time.Duration(worst.Load()), rsBound(10*time.Millisecond), "a cancelled call took too long to return")
+	// A write that has begun is finished, never cut, so this call returns
+	// when the other side has read 512 KiB: about 0.4 ms alone, but it
+	// once took 14 ms with other test binaries sharing the 2 CPUs. The
+	// bound tells "waits for the write" from "waits for the answer".
 	for _, d := range bigLatency {
-		require.Less(t, d, rsBound(10*time.Millisecond), "the call cancelled during its 512 KiB write took too long to return")
+		require.Less(t, d, rsBound(50*time.Millisecond), "the call cancelled during its 512 KiB write took too long to return")
 	}
 
 	require.NoError(t, client.Err())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -217,40 +216,34 @@ var batchPool = sync.Pool{New: func() any { return new(serverBatch) }}
 // calls are completed at once; requests and notifications are admitted as
 // one unit of work.
 func (p *Peer) routeBatch(buf *msgBuf, start int) (work *inbound, kept bool) {
-	b := buf.b
-	end, err := scanValue(b, start, 0)
-	if err != nil || skipSpace(b, end) != len(b) {
-		p.replyError(nil, errorf(CodeParseError, "parse error"))
-		return nil, false
-	}
-	elems := splitArray(nil, b[start:end])
-	switch {
-	case len(elems) == 0:
-		p.replyError(nil, errorf(CodeInvalidRequest, "invalid request: empty batch"))
-		return nil, false
-	case len(elems) > p.cfg.MaxBatch:
-		p.replyError(nil, errorf(CodeInvalidRequest, "invalid request: batch of "+strconv.Itoa(len(elems))+" items exceeds the limit of "+strconv.Itoa(p.cfg.MaxBatch)))
-		return nil, false
-	}
 	sb := batchPool.Get().(*serverBatch)
 	sb.items = sb.items[:0]
 	sb.replies = 0
-	for _, el := range elems {
-		var env envelope
-		if el[0] != '{' {
-			env.invalid = "not an object"
-		} else {
-			parseObject(el, 0, &env)
-		}
-		if env.invalid == "" && !env.isRequest() {
-			p.complete(&env, nil)
+	n, err := parseBatch(buf.b, start, p.cfg.MaxBatch, func(e *envelope) {
+		sb.items = append(sb.items, serverItem{env: *e})
+	})
+	if e := batchError(n, err, p.cfg.MaxBatch); e != nil {
+		sb.release()
+		p.replyError(nil, e)
+		return nil, false
+	}
+	// Answers to our own calls are completed now; the requests and
+	// notifications stay, in order.
+	k := 0
+	for i := range sb.items {
+		it := &sb.items[i]
+		if it.env.invalid == "" && !it.env.isRequest() {
+			p.complete(&it.env, nil)
 			continue
 		}
-		if env.id != nil || env.invalid != "" {
+		if it.env.id != nil || it.env.invalid != "" {
 			sb.replies++
 		}
-		sb.items = append(sb.items, serverItem{env: env})
+		sb.items[k] = *it
+		k++
 	}
+	clear(sb.items[k:])
+	sb.items = sb.items[:k]
 	if len(sb.items) == 0 {
 		sb.release()
 		return nil, false

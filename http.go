@@ -137,26 +137,16 @@ type httpItem struct {
 // answerHTTPBatch serves the batch at b[start:]. Its items run concurrently,
 // at most MaxHandlers at once, and the answer lists them in order.
 func answerHTTPBatch(ctx context.Context, cfg *config, b []byte, start int) []byte {
-	end, err := scanValue(b, start, 0)
-	if err != nil || skipSpace(b, end) != len(b) {
-		return appendErrorResponse(nil, nil, errorf(CodeParseError, "parse error"))
+	var items []httpItem
+	n, err := parseBatch(b, start, cfg.MaxBatch, func(e *envelope) {
+		items = append(items, httpItem{env: *e})
+	})
+	if e := batchError(n, err, cfg.MaxBatch); e != nil {
+		return appendErrorResponse(nil, nil, e)
 	}
-	elems := splitArray(nil, b[start:end])
-	switch {
-	case len(elems) == 0:
-		return appendErrorResponse(nil, nil, errorf(CodeInvalidRequest, "invalid request: empty batch"))
-	case len(elems) > cfg.MaxBatch:
-		return appendErrorResponse(nil, nil, errorf(CodeInvalidRequest, "invalid request: batch of "+strconv.Itoa(len(elems))+" items exceeds the limit of "+strconv.Itoa(cfg.MaxBatch)))
-	}
-	items := make([]httpItem, len(elems))
 	replies := 0
-	for i, el := range elems {
+	for i := range items {
 		it := &items[i]
-		if el[0] != '{' {
-			it.env.invalid = "not an object"
-		} else {
-			parseObject(el, 0, &it.env)
-		}
 		switch {
 		case it.env.invalid != "":
 			it.req.ID = readableID(&it.env)

@@ -114,6 +114,11 @@ func (e *envelope) classify() {
 // it. A syntax error is returned as errSyntax; a structural problem (a
 // duplicate or case-variant member) is recorded in e.invalid.
 func parseObject(b []byte, i int, e *envelope) (int, error) {
+	return parseObjectAt(b, i, 0, e)
+}
+
+// parseObjectAt is parseObject for an object nested depth levels deep.
+func parseObjectAt(b []byte, i, depth int, e *envelope) (int, error) {
 	i++ // '{'
 	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {
@@ -143,7 +148,7 @@ func parseObject(b []byte, i int, e *envelope) (int, error) {
 		}
 		i = skipSpace(b, i+1)
 		vstart := i
-		if i, err = scanValue(b, i, 1); err != nil {
+		if i, err = scanValue(b, i, depth+1); err != nil {
 			return 0, err
 		}
 		val := b[vstart:i]
@@ -186,6 +191,73 @@ func parseObject(b []byte, i int, e *envelope) (int, error) {
 		}
 		i = skipSpace(b, i+1)
 	}
+}
+
+// parseBatch parses the batch at b[start] (b[start] == '[') in one pass:
+// each of its first max elements is parsed into an envelope and passed to
+// each (an element that is not an object gets e.invalid set); the rest are
+// only validated. It returns the number of elements, or errSyntax if b is
+// not one valid JSON value. each must copy what it keeps of e.
+func parseBatch(b []byte, start, max int, each func(e *envelope)) (n int, err error) {
+	i := skipSpace(b, start+1)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		var e envelope
+		for {
+			if i >= len(b) {
+				return n, errSyntax
+			}
+			var end int
+			switch {
+			case n >= max:
+				end, err = scanValue(b, i, 1)
+			case b[i] == '{':
+				e.reset()
+				end, err = parseObjectAt(b, i, 1, &e)
+			default:
+				e.reset()
+				end, err = scanValue(b, i, 1)
+				e.invalid = "not an object"
+			}
+			if err != nil {
+				return n, err
+			}
+			if n < max {
+				each(&e)
+			}
+			n++
+			i = skipSpace(b, end)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				i++
+				break
+			}
+			return n, errSyntax
+		}
+	}
+	if skipSpace(b, i) != len(b) {
+		return n, errSyntax
+	}
+	return n, nil
+}
+
+// batchError is the error for a batch of n items when it cannot be served
+// at all: a parse error, an empty batch or one over the limit; nil if it
+// can be.
+func batchError(n int, err error, limit int) *Error {
+	switch {
+	case err != nil:
+		return errorf(CodeParseError, "parse error")
+	case n == 0:
+		return errorf(CodeInvalidRequest, "invalid request: empty batch")
+	case n > limit:
+		return errorf(CodeInvalidRequest, "invalid request: batch of "+strconv.Itoa(n)+" items exceeds the limit of "+strconv.Itoa(limit))
+	}
+	return nil
 }
 
 var memberNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}

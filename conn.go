@@ -7,7 +7,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -40,21 +39,19 @@ var errMessageTimeout = errors.New("wsrpc: message did not complete in time")
 // are timers that close the connection on purpose, never contexts that
 // close it by accident.
 type wsTransport struct {
-	c          *websocket.Conn
-	raw        net.Conn // the hijacked connection of an accepted peer, or nil
-	msgTimeout time.Duration
-	msgTimer   *time.Timer
-	timedOut   atomic.Bool
+	c        *websocket.Conn
+	raw      net.Conn // the hijacked connection of an accepted peer, or nil
+	msgWatch *watchdog
+	timedOut atomic.Bool
 }
 
 func newWSTransport(c *websocket.Conn, cfg *config) *wsTransport {
 	c.SetReadLimit(cfg.MaxMessageSize)
-	t := &wsTransport{c: c, msgTimeout: cfg.MessageTimeout}
-	t.msgTimer = time.AfterFunc(time.Hour, func() {
+	t := &wsTransport{c: c}
+	t.msgWatch = newWatchdog(cfg.MessageTimeout, func() {
 		t.timedOut.Store(true)
 		t.c.CloseNow()
 	})
-	t.msgTimer.Stop()
 	return t
 }
 
@@ -63,9 +60,9 @@ func (t *wsTransport) readMessage(buf []byte) ([]byte, error) {
 	if err != nil {
 		return buf[:0], t.readErr(err)
 	}
-	t.msgTimer.Reset(t.msgTimeout)
+	t.msgWatch.begin()
 	buf, err = readAll(buf[:0], r)
-	t.msgTimer.Stop()
+	t.msgWatch.end()
 	if err != nil {
 		return buf, t.readErr(err)
 	}
@@ -91,12 +88,12 @@ func (t *wsTransport) writeMessage(b []byte) error {
 func (t *wsTransport) ping(ctx context.Context) error { return t.c.Ping(ctx) }
 
 func (t *wsTransport) close(code websocket.StatusCode, reason string) error {
-	t.msgTimer.Stop()
+	t.msgWatch.stop()
 	return t.c.Close(code, reason)
 }
 
 func (t *wsTransport) closeNow() error {
-	t.msgTimer.Stop()
+	t.msgWatch.stop()
 	if t.raw != nil {
 		t.raw.Close() // also ends a closing handshake in progress
 	}

@@ -44,7 +44,7 @@ type Peer struct {
 	// channel, not a mutex, so that a caller whose context ends while it
 	// waits for its turn can give up (see writeCtx).
 	writeSem   chan struct{}
-	writeTimer *time.Timer
+	writeWatch *watchdog
 	pingTimer  *time.Timer
 	// handoffTimer checks, at most once per inlineBudget while armed,
 	// whether work served on the reading goroutine has run past the
@@ -148,10 +148,9 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.WithValue(base, peerKey{}, p))
 	p.slotCtx = context.WithValue(p.ctx, slotKey{}, p)
-	p.writeTimer = time.AfterFunc(time.Hour, func() {
+	p.writeWatch = newWatchdog(cfg.WriteTimeout, func() {
 		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
 	})
-	p.writeTimer.Stop()
 	p.handoffTimer = time.AfterFunc(time.Hour, p.handoffCheck)
 	p.handoffTimer.Stop()
 	p.readToken = make(chan struct{}, 1)
@@ -273,6 +272,7 @@ func (p *Peer) shutdown(cause error) bool {
 		}
 	}
 	p.cancel()
+	p.writeWatch.stop()
 	p.handoffTimer.Stop()
 	p.lapseTimer.Stop()
 	if p.pingTimer != nil {
@@ -359,9 +359,9 @@ func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
 		return p.Err()
 	default:
 	}
-	p.writeTimer.Reset(p.cfg.WriteTimeout)
+	p.writeWatch.begin()
 	err := p.conn.writeMessage(b)
-	p.writeTimer.Stop()
+	p.writeWatch.end()
 	<-p.writeSem
 	if err != nil {
 		// The reader may know better why the connection ended: the other

@@ -156,7 +156,9 @@
 //   - MaxPending 256 of this peer's own calls (a batch counts once) awaiting
 //     answers; Call waits for a free slot, bounded by its context.
 //   - WriteTimeout 10s: a message that cannot be written in time (the other
-//     side stopped reading) closes the connection.
+//     side stopped reading) closes the connection. This limit and
+//     MessageTimeout are checked every eighth of themselves, so they act
+//     up to an eighth late; a message costs no timer reset.
 //   - PingInterval 20s, PingTimeout 10s: a peer that does not answer a ping
 //     in time is closed and its pending calls fail.
 //   - MessageTimeout 30s: once a message starts arriving it must complete

@@ -73,7 +73,8 @@ type Options struct {
 	MaxPending int
 
 	// WriteTimeout bounds one message write; a peer that does not read
-	// is closed when it passes. Default 10s.
+	// is closed when it passes (checked every eighth of it, so within an
+	// eighth more). Default 10s.
 	WriteTimeout time.Duration
 	// PingInterval is the time between keepalive pings; a negative value
 	// disables them. Default 20s.
@@ -82,7 +83,8 @@ type Options struct {
 	// considered dead and closed. Default 10s.
 	PingTimeout time.Duration
 	// MessageTimeout bounds the time from the first to the last byte of
-	// one incoming message. Default 30s.
+	// one incoming message (checked every eighth of it, so within an
+	// eighth more). Default 30s.
 	MessageTimeout time.Duration
 
 	// OriginPatterns lists the origins (host patterns, as in

@@ -857,7 +857,8 @@ func TestWriteTimeoutClosesNonReader(t *testing.T) {
 			}
 		}()
 		err := <-notifyErr
-		require.Equal(t, 3*time.Second, time.Since(start), "closed when the write timed out, not before or after")
+		took := time.Since(start)
+		require.True(t, took >= 3*time.Second && took <= 3*time.Second*9/8, "closed after %v: WriteTimeout, or up to an eighth later", took)
 		require.ErrorIs(t, err, ErrClosed)
 		require.ErrorContains(t, err, "write did not complete within 3s")
 		err = <-callErr
@@ -1055,12 +1056,14 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, `{"jsonrpc":"2.0","id":1,"result":true}`, string(resp))
 
-		// The same message, 1 s a byte: closed 5 s after its first byte.
+		// The same message, 1 s a byte: closed 5 s after its first byte
+		// (or up to an eighth later: the limit is checked in ticks).
 		start := time.Now()
 		trickled := make(chan error, 1)
 		go func() { trickled <- trickle(msg, time.Second) }()
 		<-p.Done()
-		require.Equal(t, 5*time.Second, time.Since(start))
+		took := time.Since(start)
+		require.True(t, took >= 5*time.Second && took <= 5*time.Second*9/8, "closed after %v", took)
 		require.ErrorIs(t, p.Err(), errMessageTimeout)
 		require.Error(t, <-trickled)
 		require.Equal(t, int64(1), calls.Load())

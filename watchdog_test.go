@@ -9,8 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The watchdog fires when, and only when, one operation outlives the limit,
-// however operations and idle spells fall against its lazily armed timer.
+// The watchdog fires when, and only when, one operation outlives the limit
+// (by at most an eighth), however operations and idle spells fall against
+// its lazily armed ticks.
 func TestWatchdog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const limit = 10 * time.Second
@@ -50,8 +51,9 @@ func TestWatchdog(t *testing.T) {
 		// Past the limit, it fires once, on time.
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
+		took := firedAt.Sub(began)
 		require.Equal(t, int32(1), fired.Load())
-		require.Equal(t, began.Add(limit), firedAt, "fired %v after the operation began", firedAt.Sub(began))
+		require.True(t, took >= limit && took <= limit*9/8, "fired %v after the operation began", took)
 		time.Sleep(3 * limit)
 		w.end()
 		synctest.Wait()

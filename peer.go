@@ -580,8 +580,8 @@ func (p *Peer) spawnReader(work *inbound) {
 }
 
 // inlineBudget is how long work may run on the reading goroutine before
-// reading moves to another goroutine (up to twice that: see startInline). It bounds the delay a slow handler can
-// impose on the messages behind it.
+// reading moves to another goroutine (up to twice that: see startInline).
+// It bounds the delay a slow handler can impose on the messages behind it.
 const inlineBudget = time.Millisecond
 
 // serveInline serves work on the reading goroutine. Work that finishes

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -405,15 +406,16 @@ func (b *HTTPBatch) send(ctx context.Context) error {
 		}
 		return decodeRemoteError(env.err)
 	}
-	if !validJSON(resp) || i == len(resp) || resp[i] != '[' {
+	if i == len(resp) || resp[i] != '[' {
 		return errors.New("wsrpc: malformed batch response")
 	}
-	for _, el := range splitArray(nil, resp[i:]) {
-		var env envelope
-		if el[0] != '{' {
-			continue
-		}
-		parseObject(el, 0, &env)
+	// The whole array is parsed, and must be valid, before any answer is
+	// taken from it.
+	var answers []envelope
+	if _, err := parseBatch(resp, i, math.MaxInt, func(e *envelope) { answers = append(answers, *e) }); err != nil {
+		return errors.New("wsrpc: malformed batch response")
+	}
+	for _, env := range answers {
 		k, ok := parseUintID(env.id)
 		if env.invalid != "" || env.isRequest() || !ok || k < first || k >= first+n {
 			continue

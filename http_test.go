@@ -438,3 +438,55 @@ func TestCodecBothDirectionsBothTransports(t *testing.T) {
 	require.Equal(t, 2, n)
 	require.Equal(t, 250*time.Millisecond, <-got)
 }
+
+// The HTTP client takes each call's answer from a batch response by id,
+// whatever the order; it skips items that are not answers, keeps the first
+// of two answers to one id, reports a missing one, and takes nothing at all
+// from a response that is not valid JSON.
+func TestHTTPBatchResponseRouting(t *testing.T) {
+	t.Parallel()
+	var body atomic.Value // the answer the fake server gives, built from the ids
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var reqs []struct{ ID uint64 }
+		if err := json.NewDecoder(r.Body).Decode(&reqs); err != nil || len(reqs) != 3 {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		a, b := reqs[0].ID, reqs[1].ID
+		w.Write([]byte(body.Load().(func(a, b uint64) string)(a, b)))
+	}))
+	defer srv.Close()
+	c := NewHTTPClient(srv.URL, nil)
+	send := func() (r [3]int, errs [3]error, err error) {
+		var calls [3]*BatchCall
+		err = c.Batch(context.Background(), func(b *HTTPBatch) {
+			for i := range calls {
+				calls[i] = b.Call("sum", []int{i}, &r[i])
+			}
+		})
+		for i, bc := range calls {
+			errs[i] = bc.Err()
+		}
+		return
+	}
+
+	body.Store(func(a, b uint64) string {
+		return fmt.Sprintf(`[{"jsonrpc":"2.0","id":%d,"result":20}, 7, {"jsonrpc":"2.0","id":%d,"result":10}, {"jsonrpc":"2.0","id":%d,"result":99}]`, b, a, a)
+	})
+	r, errs, err := send()
+	require.NoError(t, err)
+	require.Equal(t, [3]int{10, 20, 0}, r)
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.ErrorContains(t, errs[2], "no answer to this call")
+
+	body.Store(func(a, b uint64) string {
+		return fmt.Sprintf(`[{"jsonrpc":"2.0","id":%d,"result":10}, {"jsonrpc":"2.0","id":%d,"result":20}`, a, b)
+	})
+	r, errs, err = send()
+	require.ErrorContains(t, err, "malformed batch response")
+	require.Equal(t, [3]int{}, r)
+	for _, e := range errs {
+		require.ErrorContains(t, e, "malformed batch response")
+	}
+}

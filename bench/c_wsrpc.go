@@ -13,6 +13,10 @@ package main
 //     echo params [1]string -> string   (typed decode, not a json.RawMessage
 //     passthrough: this is what the typical user writes; a passthrough
 //     would skip one decode and one encode of the 64 KiB string)
+//     (wsrpc-rawecho differs only here: its echo is a wsrpc.HandleRaw
+//     passthrough that answers with the params' element as raw JSON, which
+//     Methods.HandleRaw lets alias the message. It exists to measure that
+//     option side by side; it is not the wsrpc row.)
 //     note params [1]int    -> struct{} (a notification; calls svc.Note())
 //     grab no params        -> bool     (hands wsrpc.PeerFromContext(ctx)
 //     to Reverse)
@@ -22,18 +26,28 @@ package main
 //     Notify is p.Notify; Reverse calls sum on the server-side *wsrpc.Peer.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/wsrpc/wsrpc"
 )
 
-func init() { register(20, wsrpcContender{}) }
+func init() {
+	register(20, wsrpcContender{})
+	register(21, wsrpcContender{rawEcho: true})
+}
 
-type wsrpcContender struct{}
+type wsrpcContender struct{ rawEcho bool }
 
-func (wsrpcContender) Name() string { return "wsrpc" }
+func (c wsrpcContender) Name() string {
+	if c.rawEcho {
+		return "wsrpc-rawecho"
+	}
+	return "wsrpc"
+}
 
 type wsrpcServer struct {
 	rpc  *wsrpc.Server
@@ -46,13 +60,17 @@ func sumMethod(svc *Service) func(context.Context, [2]int) (int, error) {
 	return func(_ context.Context, p [2]int) (int, error) { return svc.Sum(p[0], p[1]), nil }
 }
 
-func (wsrpcContender) Listen(svc *Service) (Server, error) {
+func (c wsrpcContender) Listen(svc *Service) (Server, error) {
 	s := &wsrpcServer{svc: svc, grab: newGrabSlot[*wsrpc.Peer]()}
 	m := wsrpc.NewMethods()
 	wsrpc.Register(m, "sum", sumMethod(svc))
-	wsrpc.Register(m, "echo", func(_ context.Context, p [1]string) (string, error) {
-		return svc.Echo(p[0]), nil
-	})
+	if c.rawEcho {
+		m.HandleRaw("echo", rawEcho)
+	} else {
+		wsrpc.Register(m, "echo", func(_ context.Context, p [1]string) (string, error) {
+			return svc.Echo(p[0]), nil
+		})
+	}
 	wsrpc.Register(m, "note", func(_ context.Context, _ [1]int) (struct{}, error) {
 		svc.Note()
 		return struct{}{}, nil
@@ -68,6 +86,17 @@ func (wsrpcContender) Listen(svc *Service) (Server, error) {
 	}
 	s.http = h
 	return s, nil
+}
+
+// rawEcho answers params [x] with x, undecoded. wsrpc validates the params
+// before the handler runs and a raw result before it is sent, so trimming
+// the brackets is all that is left to do.
+func rawEcho(_ context.Context, params json.RawMessage) (any, error) {
+	p := bytes.TrimSpace(params)
+	if len(p) < 2 || p[0] != '[' || p[len(p)-1] != ']' {
+		return nil, &wsrpc.Error{Code: wsrpc.CodeInvalidParams, Message: "want [s]"}
+	}
+	return json.RawMessage(bytes.TrimSpace(p[1 : len(p)-1])), nil
 }
 
 func (s *wsrpcServer) Close() error {

@@ -12,7 +12,7 @@ package main
 //     sum  params [2]int    -> int
 //     echo params [1]string -> string   (typed decode, not a json.RawMessage
 //     passthrough: this is what the typical user writes; a passthrough
-//     would skip one decode and one encode of the 64 KiB string)
+//     would skip one decode and one encode of the echoed string)
 //     (wsrpc-rawecho differs only here: its echo is a wsrpc.HandleRaw
 //     passthrough that answers with the params' element as raw JSON, which
 //     Methods.HandleRaw lets alias the message. It exists to measure that
@@ -22,8 +22,11 @@ package main
 //     to Reverse)
 //   - Client: wsrpc.Dial with Options{Methods: {sum}} (the client serves sum
 //     for reverse), defaults otherwise. Sum is p.Call(ctx, "sum", [2]int{a,b},
-//     &r); SumBatch is p.Batch with one b.Call per item, results checked;
-//     Notify is p.Notify; Reverse calls sum on the server-side *wsrpc.Peer.
+//     &r) and Echo p.Call(ctx, "echo", [1]string{s}, &r), with the ctx the
+//     scenario passes (Background, or in seqctx/parctx a fresh 10s timeout
+//     ctx cancelled after the call); SumBatch is p.Batch with one b.Call per
+//     item, results checked; Notify is p.Notify; Reverse calls sum on the
+//     server-side *wsrpc.Peer.
 
 import (
 	"bytes"

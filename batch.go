@@ -190,83 +190,72 @@ func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 
 // ---- serving batches ----
 
-// serverBatch is an incoming batch being served. Its items are claimed one
-// at a time by the goroutine that admitted it and by helpers it starts while
-// handler slots are free, so items run concurrently; the goroutine that
-// finishes the last item writes the one array response.
+// serverBatch is an incoming batch being served: on a peer, its items are
+// claimed one at a time by the goroutine that admitted it and by helpers it
+// starts while handler slots are free, so items run concurrently, and the
+// goroutine that finishes the last item writes the one answer. Over HTTP
+// its items are run by the POST's own goroutines (http.go).
 type serverBatch struct {
 	items   []serverItem
+	replies int          // items that get an answer
 	next    atomic.Int32 // index of the next unclaimed item
 	left    atomic.Int32 // items not finished
 	workers atomic.Int32 // goroutines in runItems; the last one out recycles
-	replies int          // items that get a response
-	msg     *msgBuf      // the message the items point into
+	p       *Peer
+	msg     *msgBuf // the message the items point into
+	size    int64   // bytes charged to p's budgets
 }
 
+// serverItem is one item of an incoming batch and its outcome. An item
+// refused before it runs (not a valid request; an answer where none is
+// expected) has err set from the start and is not run.
 type serverItem struct {
-	env envelope
-	req Request
-	res any
-	err error
+	env   envelope
+	req   Request
+	res   any
+	err   error
+	reply bool // a call, or a refused item: it gets an answer
 }
 
 var batchPool = sync.Pool{New: func() any { return new(serverBatch) }}
 
-// routeBatch handles a message that is a JSON array: responses to our own
-// calls are completed at once; requests and notifications are admitted as
-// one unit of work.
-func (p *Peer) routeBatch(buf *msgBuf, start int) (work *inbound, kept bool) {
+func getBatch(p *Peer) *serverBatch {
 	sb := batchPool.Get().(*serverBatch)
-	sb.items = sb.items[:0]
-	sb.replies = 0
-	n, err := parseBatch(buf.b, start, p.cfg.MaxBatch, func(e *envelope) {
-		sb.items = append(sb.items, serverItem{env: *e})
-	})
-	if e := batchError(n, err, p.cfg.MaxBatch); e != nil {
-		sb.release()
-		p.replyError(nil, e)
-		return nil, false
+	sb.p = p
+	return sb
+}
+
+// add appends the item e, copying it.
+func (sb *serverBatch) add(e *envelope) {
+	it := serverItem{env: *e}
+	switch {
+	case e.invalid != "":
+		it.req.ID, it.err = readableID(e), invalidError(e)
+	case !e.isRequest():
+		it.req.ID, it.err = readableID(e), errNoCall
 	}
-	// Answers to our own calls are completed now; the requests and
-	// notifications stay, in order.
-	k := 0
-	for i := range sb.items {
-		it := &sb.items[i]
-		if it.env.invalid == "" && !it.env.isRequest() {
-			p.complete(&it.env, nil)
-			continue
-		}
-		if it.env.id != nil || it.env.invalid != "" {
-			sb.replies++
-		}
-		sb.items[k] = *it
-		k++
+	it.reply = it.err != nil || e.id != nil
+	if it.reply {
+		sb.replies++
 	}
-	clear(sb.items[k:])
-	sb.items = sb.items[:k]
-	if len(sb.items) == 0 {
-		sb.release()
-		return nil, false
-	}
-	sb.next.Store(0)
-	sb.left.Store(int32(len(sb.items)))
-	sb.workers.Store(1)
-	in := inboundPool.Get().(*inbound)
-	in.msg = buf
-	in.batch = sb
-	return p.admit(in)
+	sb.items = append(sb.items, it)
 }
 
 // serveBatch runs the items of in's batch, with helpers while handler slots
-// are free. The batch takes over in's buffer: whoever finishes the last item
-// writes the response and releases it.
+// are free. The batch takes over in's buffer and charge, and in is
+// recycled; whoever finishes the last item writes the answer and releases
+// the batch.
 //
 // eager: start helpers right away. Otherwise (served inline on the reading
 // goroutine) helpers start only when the batch outlives the inline budget.
 func (p *Peer) serveBatch(in *inbound, eager bool) {
 	sb := in.batch
-	sb.msg = in.msg
-	in.batch, in.msg = nil, nil
+	sb.msg, sb.size = in.msg, in.size
+	in.batch, in.msg, in.size = nil, nil, 0
+	in.release()
+	sb.next.Store(0)
+	sb.left.Store(int32(len(sb.items)))
+	sb.workers.Store(1)
 	p.runItems(sb, eager)
 }
 
@@ -295,15 +284,14 @@ func (p *Peer) runItems(sb *serverBatch, eager bool) {
 		if eager && i+1 < n {
 			p.startHelper(sb)
 		}
-		it := &sb.items[i]
-		if it.env.invalid != "" {
-			it.req.ID = readableID(&it.env)
-			it.err = errorf(CodeInvalidRequest, "invalid request: "+it.env.invalid)
-		} else {
+		if it := &sb.items[i]; it.err == nil {
 			it.res, it.err = p.dispatch(p.slotCtx, &it.env, &it.req)
 		}
-		if sb.left.Add(-1) == 0 {
-			p.finishBatch(sb)
+		if sb.left.Add(-1) == 0 && sb.replies > 0 {
+			wb := getBuf()
+			wb.b = appendBatchAnswer(wb.b[:0], sb.items, p.cfg.MaxBatchResponse, p.cfg)
+			p.write(wb.b)
+			putBuf(wb)
 		}
 	}
 }
@@ -317,61 +305,24 @@ func (p *Peer) startHelpers(sb *serverBatch) {
 	}
 }
 
+// startHelper starts a goroutine with a handler slot of its own that runs
+// items of sb, then serves the queue; false if no slot is free.
 func (p *Peer) startHelper(sb *serverBatch) bool {
 	p.mu.Lock()
-	if p.closing || p.running >= p.cfg.MaxHandlers {
-		p.mu.Unlock()
+	defer p.mu.Unlock()
+	if p.running >= p.cfg.MaxHandlers {
+		return false
+	}
+	sb.workers.Add(1)
+	if !p.launch(func() {
+		p.runItems(sb, true)
+		p.serveQueue(nil)
+	}) {
+		sb.workers.Add(-1) // closing; the caller still holds the batch
 		return false
 	}
 	p.running++
-	p.goroutines++
-	p.mu.Unlock()
-	sb.workers.Add(1)
-	go func() {
-		p.runItems(sb, true)
-		p.serve(p.nextQueued(nil))
-	}()
 	return true
-}
-
-// finishBatch writes the batch's one response, then releases the batch.
-func (p *Peer) finishBatch(sb *serverBatch) {
-	if sb.replies > 0 {
-		wb := getBuf()
-		wb.b = p.appendBatchResponse(wb.b[:0], sb)
-		p.write(wb.b)
-		putBuf(wb)
-	}
-}
-
-// appendBatchResponse appends the array of responses, in item order, to
-// the items that get one. Past Options.MaxBatchResponse bytes an item's
-// result is replaced by a CodeResponseTooLarge error with its own id.
-func (p *Peer) appendBatchResponse(b []byte, sb *serverBatch) []byte {
-	start := len(b)
-	// reserve keeps room for the items still to come to get at least a
-	// CodeResponseTooLarge error each, so that the array stays within the
-	// limit whatever the items before them returned.
-	reserve := 0
-	for i := range sb.items {
-		if it := &sb.items[i]; it.env.id != nil || it.env.invalid != "" {
-			reserve += tooLargeSize(it.req.ID) + 1
-		}
-	}
-	b = append(b, '[')
-	for i := range sb.items {
-		it := &sb.items[i]
-		if it.env.id == nil && it.env.invalid == "" {
-			continue // notification
-		}
-		reserve -= tooLargeSize(it.req.ID) + 1
-		if len(b) > start+1 {
-			b = append(b, ',')
-		}
-		budget := p.cfg.MaxBatchResponse - (len(b) - start) - 1 - reserve
-		b = appendResponse(b, &it.req, it.res, it.err, budget, p.cfg)
-	}
-	return append(b, ']')
 }
 
 // replyAll answers every item of a batch that was not admitted with e.
@@ -385,7 +336,7 @@ func (sb *serverBatch) replyAll(p *Peer, e *Error) {
 		it.err = e
 	}
 	wb := getBuf()
-	wb.b = p.appendBatchResponse(wb.b[:0], sb)
+	wb.b = appendBatchAnswer(wb.b[:0], sb.items, p.cfg.MaxBatchResponse, p.cfg)
 	p.write(wb.b)
 	putBuf(wb)
 }
@@ -393,6 +344,11 @@ func (sb *serverBatch) replyAll(p *Peer, e *Error) {
 // leave drops a worker's reference; the last one out recycles the batch.
 func (sb *serverBatch) leave() {
 	if sb.workers.Add(-1) == 0 {
+		if p := sb.p; p != nil && sb.size > 0 {
+			p.mu.Lock()
+			p.unhold(sb.size)
+			p.mu.Unlock()
+		}
 		sb.release()
 	}
 }
@@ -400,9 +356,9 @@ func (sb *serverBatch) leave() {
 func (sb *serverBatch) release() {
 	if sb.msg != nil {
 		putBuf(sb.msg)
-		sb.msg = nil
 	}
 	clear(sb.items)
-	sb.items = sb.items[:0]
+	sb.items, sb.replies = sb.items[:0], 0
+	sb.p, sb.msg, sb.size = nil, nil, 0
 	batchPool.Put(sb)
 }

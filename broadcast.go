@@ -86,37 +86,42 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	return sent, nil
 }
 
+// outbound is a peer's queue of broadcast messages, guarded by Peer.mu.
+type outbound struct {
+	q        [][]byte // messages waiting, shared with other peers
+	bytes    int64    // their total size
+	busy     bool     // a goroutine is draining q
+	overflow bool     // q overflowed: the peer is being closed
+}
+
+// drop empties the queue of a closing peer.
+func (o *outbound) drop() { o.q, o.bytes = nil, 0 }
+
 // enqueue adds msg to the peer's outbound queue, starting the goroutine that
 // drains it if none runs. msg is shared with other peers: nobody may modify
-// it. It reports whether msg was queued.
+// it. It reports whether msg was queued: a queue over Options.MaxOutbound
+// messages or Options.MaxPeerBytes bytes closes the peer instead.
 func (p *Peer) enqueue(msg []byte) bool {
 	p.mu.Lock()
-	if p.closing || p.outOverflow {
-		p.mu.Unlock()
+	defer p.mu.Unlock()
+	o := &p.out
+	if p.closing || o.overflow {
 		return false
 	}
-	if len(p.outQ) >= p.cfg.MaxOutbound {
+	if len(o.q) >= p.cfg.MaxOutbound || o.bytes > 0 && o.bytes+int64(len(msg)) > p.cfg.MaxPeerBytes {
 		// violation waits for the closing handshake, which waits for a
 		// writer stuck on this very peer: do it on a goroutine of the
 		// peer's own, which Close waits for.
-		p.outOverflow = true
-		p.goroutines++
-		p.mu.Unlock()
-		go func() {
-			defer p.exit()
+		o.overflow = true
+		p.launch(func() {
 			p.violation(websocket.StatusPolicyViolation, "outbound queue overflow: not reading fast enough")
-		}()
+		})
 		return false
 	}
-	p.outQ = append(p.outQ, msg)
-	start := !p.outBusy
-	if start {
-		p.outBusy = true
-		p.goroutines++
-	}
-	p.mu.Unlock()
-	if start {
-		go p.drainOutbound()
+	o.q = append(o.q, msg)
+	o.bytes += int64(len(msg))
+	if !o.busy {
+		o.busy = p.launch(p.drainOutbound)
 	}
 	return true
 }
@@ -124,18 +129,19 @@ func (p *Peer) enqueue(msg []byte) bool {
 // drainOutbound writes the outbound queue until it is empty or the peer
 // closes, then returns.
 func (p *Peer) drainOutbound() {
-	defer p.exit()
 	for {
 		p.mu.Lock()
-		if p.closing || len(p.outQ) == 0 {
-			p.outQ = nil // an idle peer holds no memory for broadcasts
-			p.outBusy = false
+		o := &p.out
+		if p.closing || len(o.q) == 0 {
+			o.q = nil // an idle peer holds no memory for broadcasts
+			o.busy = false
 			p.mu.Unlock()
 			return
 		}
-		msg := p.outQ[0]
-		p.outQ[0] = nil
-		p.outQ = p.outQ[1:]
+		msg := o.q[0]
+		o.q[0] = nil
+		o.q = o.q[1:]
+		o.bytes -= int64(len(msg))
 		p.mu.Unlock()
 		// A failed write closes the peer; the next turn sees it.
 		p.write(msg)

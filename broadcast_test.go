@@ -109,7 +109,7 @@ func TestBroadcastQueueGoroutineEnds(t *testing.T) {
 	require.Eventually(t, func() bool {
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
-		return !sp.outBusy && sp.outQ == nil && sp.goroutines <= 1
+		return !sp.out.busy && sp.out.q == nil && sp.goroutines <= 1
 	}, 5*time.Second, time.Millisecond)
 }
 

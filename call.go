@@ -145,6 +145,8 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	}
 	n := uint64(len(c.slots))
 	handler := PeerFromContext(ctx) == p
+	// A caller whose ctx cannot end, and who is not a handler of this
+	// peer, may read its own answer (see roleCaller).
 	c.selfRead = ctx.Done() == nil && !handler
 	p.mu.Lock()
 	if p.closing {
@@ -155,6 +157,7 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	for id := c.firstID; id < c.firstID+n; id++ {
 		p.pending[id] = c
 	}
+	p.wakeReader() // a reader paused for room must now read: see mustRead
 	p.mu.Unlock()
 
 	// A failed write closes the peer, which completes c's ids with
@@ -165,31 +168,50 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		return ctx.Err()
 	}
 
-	if handler {
-		// A handler calling back its own peer: the answer must be read
-		// by someone else, and its slot must not block the callbacks.
-		p.handoff(false)
-		if ctx.Value(slotKey{}) == p {
-			p.lendSlot()
-			defer p.reclaimSlot()
-		} else {
-			p.noteCall(true)
-			defer p.noteCall(false)
-		}
-	}
-	if ctx.Done() == nil {
-		if c.selfRead {
-			p.readUntil(c)
+	switch {
+	case handler:
+		return p.waitAsHandler(ctx, c)
+	case c.selfRead:
+		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
+			p.readFor(c)
 		}
 		<-c.done
 		return nil
 	}
+	p.needReader(false)
 	select {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
 		p.abandon(c)
 		return ctx.Err()
+	}
+}
+
+// waitAsHandler waits for the answers to c, made by a handler of this very
+// peer. The answer must be read by another goroutine, at once if this
+// handler is being served on the reader. A request handler keeps its slot
+// while it waits, and when every slot is held by such a waiting handler it
+// serves queued requests meanwhile (serve.go: ringHelp).
+func (p *Peer) waitAsHandler(ctx context.Context, c *call) error {
+	slot := ctx.Value(slotKey{}) == p
+	p.needReader(true)
+	p.beginCalling(slot)
+	defer p.endCalling(slot)
+	help := p.help
+	if !slot {
+		help = nil
+	}
+	for {
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			p.abandon(c)
+			return ctx.Err()
+		case <-help:
+			p.helpOnce()
+		}
 	}
 }
 
@@ -219,21 +241,23 @@ func (p *Peer) abandon(c *call) {
 // msg is the message env points into, when the caller of complete can give
 // it away: a large result of a single call then stays where it is, instead
 // of being copied, and complete reports that it kept msg.
-func (p *Peer) complete(env *envelope, msg *msgBuf) (kept bool) {
+//
+// idle reports that the call completed was the last one pending, and that
+// its caller may read its answers itself: the reader can step aside.
+func (p *Peer) complete(env *envelope, msg *msgBuf) (kept, idle bool) {
 	id, ok := parseUintID(env.id)
 	var c *call
-	idle := false
 	if ok {
 		p.mu.Lock()
 		if c = p.pending[id]; c != nil {
 			delete(p.pending, id)
-			idle = len(p.pending) == 0
+			idle = len(p.pending) == 0 && c.selfRead
 		}
 		p.mu.Unlock()
 	}
 	if c == nil {
 		p.cfg.log.Debug("wsrpc: dropped a response to no pending call", "id", string(env.id))
-		return false
+		return false, false
 	}
 	// The id is ours alone now: nobody else writes this slot or the arena
 	// until remaining says so.
@@ -250,12 +274,9 @@ func (p *Peer) complete(env *envelope, msg *msgBuf) (kept bool) {
 		s.n = len(env.result)
 	}
 	if c.remaining.Add(-1) == 0 {
-		if c.selfRead && idle {
-			p.yieldRead = true
-		}
 		c.done <- struct{}{}
 	}
-	return kept
+	return kept, idle
 }
 
 // handOverMin is the result size from which the reader gives its message

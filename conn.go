@@ -16,7 +16,13 @@ import (
 // writes; a transport never sees a caller's context.
 type transport interface {
 	// readMessage reads the next data message, appending it to buf[:0].
-	readMessage(buf []byte) ([]byte, error)
+	// Before reading a message's payload (or, when its size cannot be
+	// known in advance, right after) it calls reserve with its size, and
+	// fails with reserve's error. reserve may wait.
+	readMessage(buf []byte, reserve func(n int64) error) ([]byte, error)
+	// holdTimer stops (true) and restarts (false) the message timeout
+	// while the peer itself keeps a message waiting.
+	holdTimer(on bool)
 	// writeMessage writes b as one text message.
 	writeMessage(b []byte) error
 	// ping sends a ping and waits, bounded by ctx, for its pong.
@@ -27,6 +33,19 @@ type transport interface {
 	// closeNow drops the connection at once, without a handshake.
 	closeNow() error
 }
+
+// protocolError is a read that failed because the other side broke the
+// protocol: the peer closes with code and reason.
+type protocolError struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func (e *protocolError) Error() string { return "wsrpc: " + e.reason }
+
+// errBinary refuses a binary message: JSON-RPC over WebSocket is text
+// (RFC 6455 §7.4.1: 1003, a type of data the endpoint cannot accept).
+var errBinary = &protocolError{websocket.StatusUnsupportedData, "binary messages are not accepted: JSON-RPC is sent as text"}
 
 // errMessageTimeout is the cause of a peer closed because a message did not
 // finish arriving within Options.MessageTimeout.
@@ -45,9 +64,11 @@ type wsTransport struct {
 	timedOut atomic.Bool
 }
 
-func newWSTransport(c *websocket.Conn, cfg *config) *wsTransport {
+// newWSTransport returns the transport over c; raw is the net.Conn under
+// it when we have it (an accepted connection), or nil.
+func newWSTransport(c *websocket.Conn, raw net.Conn, cfg *config) *wsTransport {
 	c.SetReadLimit(cfg.MaxMessageSize)
-	t := &wsTransport{c: c}
+	t := &wsTransport{c: c, raw: raw}
 	t.msgWatch = newWatchdog(cfg.MessageTimeout, func() {
 		t.timedOut.Store(true)
 		t.c.CloseNow()
@@ -55,10 +76,13 @@ func newWSTransport(c *websocket.Conn, cfg *config) *wsTransport {
 	return t
 }
 
-func (t *wsTransport) readMessage(buf []byte) ([]byte, error) {
-	_, r, err := t.c.Reader(context.Background())
+func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte, error) {
+	typ, r, err := t.c.Reader(context.Background())
 	if err != nil {
 		return buf[:0], t.readErr(err)
+	}
+	if typ != websocket.MessageText {
+		return buf[:0], errBinary
 	}
 	t.msgWatch.begin()
 	buf, err = readAll(buf[:0], r)
@@ -66,8 +90,13 @@ func (t *wsTransport) readMessage(buf []byte) ([]byte, error) {
 	if err != nil {
 		return buf, t.readErr(err)
 	}
+	if err := reserve(int64(cap(buf))); err != nil {
+		return buf[:0], err
+	}
 	return buf, nil
 }
+
+func (t *wsTransport) holdTimer(on bool) { t.msgWatch.hold(on) }
 
 // readErr names the cause of a failed read in wsrpc's terms.
 func (t *wsTransport) readErr(err error) error {
@@ -149,9 +178,12 @@ func newPipe(buffer int) (*pipeEnd, *pipeEnd) {
 	return a, b
 }
 
-func (p *pipeEnd) readMessage(buf []byte) ([]byte, error) {
+func (p *pipeEnd) readMessage(buf []byte, reserve func(int64) error) ([]byte, error) {
 	select {
 	case m := <-p.in:
+		if err := reserve(int64(len(m))); err != nil {
+			return buf[:0], err
+		}
 		return append(buf[:0], m...), nil
 	case <-p.shared.closed:
 		return buf[:0], p.shared.err
@@ -167,6 +199,8 @@ func (p *pipeEnd) writeMessage(b []byte) error {
 		return net.ErrClosed
 	}
 }
+
+func (p *pipeEnd) holdTimer(bool) {}
 
 func (p *pipeEnd) ping(ctx context.Context) error {
 	if !p.peer.deaf.Load() {

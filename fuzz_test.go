@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/coder/websocket"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the f.Add seeds below are
@@ -24,7 +26,8 @@ import (
 // UTF-8, so with json.Valid && utf8.Valid); parseObject agrees with
 // validJSON and with encoding/json about the members it extracts; and no
 // message, however malformed, closes the connection or goes unanswered by a
-// valid JSON response.
+// valid JSON response. A message that is not UTF-8 is the exception: it
+// closes the connection with 1007 (RFC 6455 §8.1), on a peer of its own.
 func FuzzEnvelope(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"ok"}`,
@@ -90,6 +93,10 @@ func FuzzEnvelope(f *testing.F) {
 			}
 		}
 
+		if !utf8.Valid(data) {
+			rsExpect1007(t, data)
+			return
+		}
 		probe++
 		id := `"probe-` + strconv.Itoa(probe) + `"`
 		r.send(t, string(data))
@@ -112,6 +119,19 @@ func FuzzEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// rsExpect1007 sends data, which is not UTF-8, to a peer of its own, and
+// checks that the peer closes the connection with status 1007.
+func rsExpect1007(t *testing.T, data []byte) {
+	r := rsNewRaw(&Options{Methods: rsFuzzMethods(false), PingInterval: -1}, 4)
+	defer r.p.Close()
+	r.send(t, string(data))
+	<-r.end.shared.closed
+	var ce websocket.CloseError
+	if !errors.As(r.end.shared.err, &ce) || ce.Code != websocket.StatusInvalidFramePayloadData {
+		t.Fatalf("after %q: closed with %v, want 1007", data, r.end.shared.err)
+	}
 }
 
 // rsCheckMembers compares what parseObject extracted with encoding/json.
@@ -368,7 +388,7 @@ func FuzzResponseRouting(f *testing.F) {
 // nothing panics or hangs (the bubble would deadlock), the connection stays
 // up, everything the peer sends is valid JSON, and every request with a
 // valid id gets exactly one response, checked against a model built with
-// encoding/json.
+// encoding/json. Messages that are not UTF-8 are left out.
 func FuzzPeerTranscript(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"ok"}` + "\n" + `{"jsonrpc":"2.0","id":2,"method":"echo","params":[1,2]}`,
@@ -384,9 +404,13 @@ func FuzzPeerTranscript(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msgs := bytes.Split(data, []byte("\n"))
-		if len(msgs) > 64 {
-			msgs = msgs[:64]
+		var msgs [][]byte
+		for _, m := range bytes.Split(data, []byte("\n")) {
+			// A message that is not UTF-8 closes the connection (see
+			// FuzzEnvelope); the transcript keeps it up.
+			if utf8.Valid(m) && len(msgs) < 64 {
+				msgs = append(msgs, m)
+			}
 		}
 		expect := map[string]int{} // raw id -> requests that must be answered
 		allow := map[string]int{}  // raw id -> objects that may be answered
@@ -401,7 +425,7 @@ func FuzzPeerTranscript(f *testing.F) {
 			go func() {
 				defer close(read)
 				for {
-					m, err := r.end.readMessage(nil)
+					m, err := r.end.readMessage(nil, noReserve)
 					if err != nil {
 						return
 					}

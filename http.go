@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,13 +30,11 @@ import (
 // servePOST serves a JSON-RPC message sent with HTTP POST.
 func (s *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	if status, msg := s.enterPOST(); status != 0 {
+		http.Error(w, msg, status)
 		return
 	}
+	defer s.leavePOST()
 	// The browser rules of the upgrade hold here too: the Host check
 	// defeats DNS rebinding and the Origin check cross-site requests.
 	// Requiring application/json also keeps out the "simple" cross-origin
@@ -52,30 +52,19 @@ func (s *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rc := http.NewResponseController(w)
-	// MessageTimeout bounds the body as it bounds a WebSocket message: a
-	// client trickling its body cannot hold a handler's memory for ever.
-	// Not every ResponseWriter supports deadlines; then the http.Server's
-	// own timeouts are all there is.
-	rc.SetReadDeadline(time.Now().Add(cfg.MessageTimeout))
-	buf := getBuf()
-	defer putBuf(buf)
-
-	buf.b, err = readAll(buf.b[:0], http.MaxBytesReader(w, r.Body, cfg.MaxMessageSize))
-	rc.SetReadDeadline(time.Time{})
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, "request body exceeds "+strconv.FormatInt(cfg.MaxMessageSize, 10)+" bytes", http.StatusRequestEntityTooLarge)
-			return
-		}
-		cfg.log.Debug("wsrpc: reading a POST body", "remote", r.RemoteAddr, "err", err)
-		http.Error(w, "cannot read the request body", http.StatusBadRequest)
+	body, status, msg := s.readBody(w, r)
+	if status != 0 {
+		// The rest of the body is not read: close the connection after
+		// the answer instead of letting net/http wait to discard it.
+		w.Header().Set("Connection", "close")
+		http.Error(w, msg, status)
 		return
 	}
+	defer s.pool.give(int64(cap(body.b)))
+	defer putBuf(body)
 
 	ctx := context.WithValue(r.Context(), httpCallKey{}, &httpCall{r: r, identity: identity})
-	out := answerHTTP(ctx, cfg, buf.b)
+	out := answerHTTP(ctx, cfg, body.b)
 	if out == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -83,119 +72,133 @@ func (s *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(out)))
-	rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 }
 
-// answerHTTP serves the message b and returns the response to send, or nil
-// when nothing is to be answered.
-func answerHTTP(ctx context.Context, cfg *config, b []byte) []byte {
-	i := skipSpace(b, 0)
-	if i < len(b) && b[i] == '[' {
-		return answerHTTPBatch(ctx, cfg, b, i)
-	}
-	if i == len(b) || b[i] != '{' {
-		if validJSON(b) {
-			return appendErrorResponse(nil, nil, errorf(CodeInvalidRequest, "invalid request: not an object or array"))
-		}
-		return appendErrorResponse(nil, nil, errorf(CodeParseError, "parse error"))
-	}
-	var env envelope
-	end, err := parseObject(b, i, &env)
-	if err == nil && skipSpace(b, end) != len(b) {
-		err = errSyntax
-	}
+// enterPOST counts a POST in progress against Options.MaxConnections, or
+// returns the status refusing it.
+func (s *Server) enterPOST() (status int, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
-	case err != nil:
-		return appendErrorResponse(nil, nil, errorf(CodeParseError, "parse error"))
-	case env.invalid != "":
-		return appendErrorResponse(nil, readableID(&env), errorf(CodeInvalidRequest, "invalid request: "+env.invalid))
-	case !env.isRequest():
-		return appendErrorResponse(nil, readableID(&env), errNoCallOverHTTP)
+	case s.closing:
+		return http.StatusServiceUnavailable, "server shutting down"
+	case len(s.peers)+s.upgrading+s.posting >= s.cfg.MaxConnections:
+		return http.StatusTooManyRequests, "too many connections"
 	}
-	var req Request
-	res, herr := dispatch(ctx, cfg, nil, &env, &req)
-	if env.id == nil {
-		return nil
-	}
-	return appendResponse(nil, &req, res, herr, int(cfg.MaxMessageSize), cfg)
+	s.posting++
+	return 0, ""
 }
 
-// errNoCallOverHTTP answers a response object posted to the server: over
-// HTTP the server has made no calls for it to answer.
-var errNoCallOverHTTP = errorf(CodeInvalidRequest, "invalid request: a response object, but no call is pending over HTTP")
-
-// httpItem is one item of a batch posted over HTTP.
-type httpItem struct {
-	env   envelope
-	req   Request
-	res   any
-	err   error
-	reply bool // a call, or an item refused before running: answered
+func (s *Server) leavePOST() {
+	s.mu.Lock()
+	s.posting--
+	s.mu.Unlock()
 }
 
-// answerHTTPBatch serves the batch at b[start:]. Its items run concurrently,
-// at most MaxHandlers at once, and the answer lists them in order.
-func answerHTTPBatch(ctx context.Context, cfg *config, b []byte, start int) []byte {
-	var items []httpItem
-	n, err := parseBatch(b, start, cfg.MaxBatch, func(e *envelope) {
-		items = append(items, httpItem{env: *e})
-	})
-	if e := batchError(n, err, cfg.MaxBatch); e != nil {
-		return appendErrorResponse(nil, nil, e)
+// readBody reads a POST's body within MaxMessageSize bytes, bytes taken
+// from the Server's budget (given back by the caller: cap of the buffer),
+// and MessageTimeout: a client that stops sending its body in the middle
+// is answered 408 rather than waited for. A non-zero status refuses the
+// request.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body *msgBuf, status int, msg string) {
+	cfg := s.cfg
+	limit := cfg.MaxMessageSize
+	tooBig := "request body exceeds " + strconv.FormatInt(limit, 10) + " bytes"
+	n := r.ContentLength
+	switch {
+	case n > limit:
+		return nil, http.StatusRequestEntityTooLarge, tooBig
+	case n < 0:
+		n = limit // chunked: room for the largest
 	}
-	replies := 0
-	for i := range items {
-		it := &items[i]
+	if !s.pool.take(n, false) {
+		w.Header().Set("Retry-After", "1")
+		return nil, http.StatusServiceUnavailable, "server busy: too much data in progress"
+	}
+	rc := http.NewResponseController(w)
+	// Not every ResponseWriter supports deadlines; then the http.Server's
+	// own timeouts are all there is.
+	rc.SetReadDeadline(time.Now().Add(cfg.MessageTimeout))
+	body = getBuf()
+	if cap(body.b) < int(n) {
+		body.b = make([]byte, 0, n)
+	}
+	var err error
+	body.b, err = readAll(body.b[:0], http.MaxBytesReader(w, r.Body, limit))
+	if grown := int64(cap(body.b)) - n; grown != 0 {
+		s.pool.take(grown, true) // the charge follows the buffer
+	}
+	if err == nil {
+		rc.SetReadDeadline(time.Time{})
+		return body, 0, ""
+	}
+	s.pool.give(int64(cap(body.b)))
+	putBuf(body)
+	var maxErr *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, http.StatusRequestEntityTooLarge, tooBig
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		cfg.log.Debug("wsrpc: POST body too slow", "remote", r.RemoteAddr, "err", err)
+		return nil, http.StatusRequestTimeout, "request body not received within " + cfg.MessageTimeout.String()
+	}
+	cfg.log.Debug("wsrpc: reading a POST body", "remote", r.RemoteAddr, "err", err)
+	return nil, http.StatusBadRequest, "cannot read the request body"
+}
+
+// answerHTTP serves the message b and returns the answer to send, or nil
+// when there is nothing to answer. It takes the path a peer's messages
+// take (answer.go); a batch's items run concurrently, at most MaxHandlers
+// at once.
+func answerHTTP(ctx context.Context, cfg *config, b []byte) []byte {
+	var env envelope
+	var sb serverBatch
+	kind, refusal := parseMessage(b, cfg.MaxBatch, &env, &sb, nil)
+	switch kind {
+	case msgRefused:
+		return appendErrorResponse(nil, nil, refusal)
+	case msgSingle:
 		switch {
-		case it.env.invalid != "":
-			it.req.ID = readableID(&it.env)
-			it.err = errorf(CodeInvalidRequest, "invalid request: "+it.env.invalid)
-		case !it.env.isRequest():
-			it.req.ID = readableID(&it.env)
-			it.err = errNoCallOverHTTP
+		case env.invalid != "":
+			return appendErrorResponse(nil, readableID(&env), invalidError(&env))
+		case !env.isRequest():
+			return appendErrorResponse(nil, readableID(&env), errNoCall)
 		}
-		if it.reply = it.env.id != nil || it.err != nil; it.reply {
-			replies++
+		var req Request
+		res, err := dispatch(ctx, cfg, nil, &env, &req)
+		if env.id == nil {
+			return nil
 		}
-	}
-
-	var next atomic.Int32
-	run := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(items) {
-				return
+		return appendResponse(nil, &req, res, err, int(cfg.MaxMessageSize), cfg)
+	case msgBatch:
+		items := sb.items
+		var next atomic.Int32
+		run := func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) {
+					return
+				}
+				if it := &items[i]; it.err == nil {
+					it.res, it.err = dispatch(ctx, cfg, nil, &it.env, &it.req)
+				}
 			}
-			if it := &items[i]; it.err == nil {
-				it.res, it.err = dispatch(ctx, cfg, nil, &it.env, &it.req)
-			}
+		}
+		var wg sync.WaitGroup
+		for range min(cfg.MaxHandlers, len(items)) - 1 {
+			wg.Go(run)
+		}
+		run()
+		wg.Wait()
+		if sb.replies > 0 {
+			return appendBatchAnswer(make([]byte, 0, 512), items, cfg.MaxBatchResponse, cfg)
 		}
 	}
-	var wg sync.WaitGroup
-	for range min(cfg.MaxHandlers, len(items)) - 1 {
-		wg.Go(run)
-	}
-	run()
-	wg.Wait()
-
-	if replies == 0 {
-		return nil
-	}
-	out := append(make([]byte, 0, 512), '[')
-	for i := range items {
-		it := &items[i]
-		if !it.reply {
-			continue // a notification
-		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		budget := cfg.MaxBatchResponse - len(out) - 1
-		out = appendResponse(out, &it.req, it.res, it.err, budget, cfg)
-	}
-	return append(out, ']')
+	return nil
 }
 
 // ---- client ----

@@ -21,6 +21,10 @@ const (
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxConnections   = 10000
 	DefaultMaxOutbound      = 1024
+	DefaultMaxServerBytes   = 256 << 20
+	// DefaultMaxPeerBytes, times MaxMessageSize, is the default of
+	// MaxPeerBytes.
+	DefaultMaxPeerBytes = 4
 )
 
 // Codec marshals and unmarshals params and results. The JSON-RPC envelope
@@ -71,6 +75,15 @@ type Options struct {
 	// MaxPending bounds this peer's own calls awaiting a response; Call
 	// waits for a free slot (respecting its ctx). Default 256.
 	MaxPending int
+	// MaxPeerBytes bounds the bytes of the inbound messages one peer
+	// holds: the one being read, and the requests, notifications and
+	// batches waiting or being served. At the bound the peer reads
+	// nothing more until its handlers give bytes back (TCP backpressure),
+	// except while a call of its own awaits an answer: then it reads on,
+	// and answers CodeServerBusy to a request that does not fit. It bounds
+	// the outbound queue's bytes as well. Default 4 × MaxMessageSize;
+	// never less than MaxMessageSize.
+	MaxPeerBytes int64
 
 	// WriteTimeout bounds one message write; a peer that does not read
 	// is closed when it passes (checked every eighth of it, so within an
@@ -105,9 +118,17 @@ type Options struct {
 	// see the identity with IdentityFromContext. Accept side only.
 	Authenticate func(r *http.Request) (identity any, err error)
 
-	// MaxConnections caps the peers of a Server; over it, upgrades get
-	// HTTP 429. Default 10000. Server only.
+	// MaxConnections caps the peers of a Server and the POST requests it
+	// serves at once, together; over it, requests get HTTP 429. Default
+	// 10000. Server only.
 	MaxConnections int
+	// MaxServerBytes bounds the bytes of inbound messages that all the
+	// peers of a Server hold together, beyond the first 64 KiB of each
+	// (so that small messages never wait for the bytes of others), and
+	// the bodies of the POST requests in progress. A peer with no room
+	// waits before reading a message's payload; a POST with no room gets
+	// HTTP 503. Default 256 MiB. Server only.
+	MaxServerBytes int64
 	// MaxOutbound bounds the messages waiting in a peer's outbound queue
 	// (Server.Broadcast). A peer that falls that far behind is closed with
 	// status 1008. The messages are shared by the peers they go to, so
@@ -159,6 +180,16 @@ func (o *Options) config() *config {
 	def(&c.MaxQueued, DefaultMaxQueued)
 	def(&c.MaxNotifications, DefaultMaxNotifications)
 	def(&c.MaxPending, DefaultMaxPending)
+	if c.MaxPeerBytes < c.MaxMessageSize {
+		if c.MaxPeerBytes <= 0 {
+			c.MaxPeerBytes = DefaultMaxPeerBytes * c.MaxMessageSize
+		} else {
+			c.MaxPeerBytes = c.MaxMessageSize
+		}
+	}
+	if c.MaxServerBytes <= 0 {
+		c.MaxServerBytes = DefaultMaxServerBytes
+	}
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxOutbound, DefaultMaxOutbound)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)

@@ -506,7 +506,7 @@ func TestCancellationIsolation(t *testing.T) {
 	cfg := (&Options{}).config()
 	var bigCancel atomic.Pointer[context.CancelFunc]
 	var bigCancelledAt atomic.Int64
-	hook := &rsWriteHook{transport: newWSTransport(c, cfg), onWrite: func(b []byte) {
+	hook := &rsWriteHook{transport: newWSTransport(c, nil, cfg), onWrite: func(b []byte) {
 		if len(b) >= 512<<10 {
 			if f := bigCancel.Swap(nil); f != nil {
 				bigCancelledAt.Store(time.Now().UnixNano())

@@ -26,7 +26,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := newPeer(newWSTransport(c, cfg), cfg, nil, nil)
+	p := newPeer(newWSTransport(c, nil, cfg), cfg, nil, nil)
 	p.start()
 	return p, nil
 }
@@ -72,9 +72,7 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config) (*Peer, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := newWSTransport(c, cfg)
-	t.raw = hr.conn
-	return newPeer(t, cfg, r, identity), nil
+	return newPeer(newWSTransport(c, hr.conn, cfg), cfg, r, identity), nil
 }
 
 // hijackRecorder keeps the connection websocket.Accept hijacks, so that the
@@ -191,18 +189,21 @@ func isLoopbackName(host string) bool {
 // Options.Methods to each. Mount it at any path. It knows its peers, caps
 // their number and shuts them down gracefully.
 type Server struct {
-	cfg *config
+	cfg  *config
+	pool *pool // Options.MaxServerBytes, shared by peers and POSTs
 
 	mu        sync.Mutex
 	peers     map[*Peer]struct{}
 	upgrading int
+	posting   int // POST requests in progress
 	closing   bool
 	idle      chan struct{} // closed when closing and no peer is left
 }
 
 // NewServer returns a Server configured by opts (nil for defaults).
 func NewServer(opts *Options) *Server {
-	return &Server{cfg: opts.config(), peers: map[*Peer]struct{}{}}
+	cfg := opts.config()
+	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}}
 }
 
 // ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
@@ -237,7 +238,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
-	case len(s.peers)+s.upgrading >= s.cfg.MaxConnections:
+	case len(s.peers)+s.upgrading+s.posting >= s.cfg.MaxConnections:
 		s.mu.Unlock()
 		http.Error(w, "too many connections", http.StatusTooManyRequests)
 		return
@@ -260,6 +261,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.closeWith(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
+	p.pool = s.pool
 	p.ID() // numbered as it connects, before anyone can look it up
 	s.peers[p] = struct{}{}
 	p.onFinish = s.remove

@@ -27,6 +27,9 @@ type watchdog struct {
 	// watchdog has fired or been stopped.
 	armed   atomic.Bool
 	stopped atomic.Bool
+	// held: the operation waits on our side, not the other's; it does
+	// not count against the limit meanwhile.
+	held atomic.Bool
 	// Owned by check.
 	seen  uint64 // ops at the last tick
 	ticks int    // ticks for which the operation seen has been running
@@ -53,6 +56,15 @@ func (w *watchdog) begin() {
 // end ends the operation begin started.
 func (w *watchdog) end() { w.ops.Add(1) }
 
+// hold stops counting the running operation's time against the limit
+// (true) until it is called again with false.
+func (w *watchdog) hold(on bool) {
+	w.held.Store(on)
+	if !on {
+		w.ops.Add(2) // a new value: the ticks start again from zero
+	}
+}
+
 // stop disarms the watchdog for good. (A check already running may still
 // schedule one more tick, which then does nothing.)
 func (w *watchdog) stop() {
@@ -68,6 +80,8 @@ func (w *watchdog) check() {
 	}
 	ops := w.ops.Load()
 	switch {
+	case w.held.Load():
+		w.seen, w.ticks = ops, 0
 	case ops%2 == 1 && ops == w.seen:
 		// The same operation as at the last tick: it has run for one
 		// more tick at least.

@@ -251,7 +251,7 @@ func parseBatch(b []byte, start, max int, each func(e *envelope)) (n int, err er
 func batchError(n int, err error, limit int) *Error {
 	switch {
 	case err != nil:
-		return errorf(CodeParseError, "parse error")
+		return errParse
 	case n == 0:
 		return errorf(CodeInvalidRequest, "invalid request: empty batch")
 	case n > limit:

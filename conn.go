@@ -58,21 +58,36 @@ var errMessageTimeout = errors.New("wsrpc: message did not complete in time")
 // are timers that close the connection on purpose, never contexts that
 // close it by accident.
 type wsTransport struct {
-	c        *websocket.Conn
-	raw      net.Conn // the hijacked connection of an accepted peer, or nil
+	c   *websocket.Conn
+	raw net.Conn // the hijacked connection of an accepted peer, or nil
+	// frames follows the frame headers under c, when we could put it
+	// there (Accept always; Dial when it can: framedClient): it starts
+	// the message timer at a frame's first byte, and tells a message's
+	// size before its payload is read. nil otherwise.
+	frames   *frameConn
+	maxMsg   int64
 	msgWatch *watchdog
 	timedOut atomic.Bool
 }
 
 // newWSTransport returns the transport over c; raw is the net.Conn under
-// it when we have it (an accepted connection), or nil.
-func newWSTransport(c *websocket.Conn, raw net.Conn, cfg *config) *wsTransport {
+// it when we have it (an accepted connection), or nil, and frames the
+// frameConn under it, or nil.
+func newWSTransport(c *websocket.Conn, raw net.Conn, frames *frameConn, cfg *config) *wsTransport {
 	c.SetReadLimit(cfg.MaxMessageSize)
-	t := &wsTransport{c: c, raw: raw}
+	t := &wsTransport{c: c, raw: raw, frames: frames, maxMsg: cfg.MaxMessageSize}
 	t.msgWatch = newWatchdog(cfg.MessageTimeout, func() {
 		t.timedOut.Store(true)
 		t.c.CloseNow()
+		if t.raw != nil {
+			t.raw.Close()
+		}
 	})
+	if frames != nil {
+		// From a frame header's first byte to the end of its message
+		// (or of a control frame): a trickled header is timed too.
+		frames.setHooks(t.msgWatch.begin, t.msgWatch.end)
+	}
 	return t
 }
 
@@ -84,14 +99,48 @@ func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte
 	if typ != websocket.MessageText {
 		return buf[:0], errBinary
 	}
-	t.msgWatch.begin()
+	if t.frames == nil {
+		// Sizes are known only once read: charge after.
+		t.msgWatch.begin()
+		buf, err = readAll(buf[:0], r)
+		t.msgWatch.end()
+		if err != nil {
+			return buf, t.readErr(err)
+		}
+		if err := reserve(int64(len(buf))); err != nil {
+			return buf[:0], err
+		}
+		return buf, nil
+	}
+	n, fin, _, ok := t.frames.nextMessage()
+	switch {
+	case ok && n > t.maxMsg:
+		// coder/websocket refuses it (1009) as soon as it is read.
+		n = 0
+	case ok && fin && n == 0:
+	case ok && fin:
+		// One frame: the message is n bytes, read into a buffer of that
+		// size, charged before a byte of it is read.
+		if err := reserve(n); err != nil {
+			return buf[:0], err
+		}
+		if int64(cap(buf)) < n {
+			buf = make([]byte, 0, n)
+		}
+	default:
+		// Fragmented: charge the most it may take, and give back the
+		// rest once read.
+		n = t.maxMsg
+		if err := reserve(n); err != nil {
+			return buf[:0], err
+		}
+	}
 	buf, err = readAll(buf[:0], r)
-	t.msgWatch.end()
 	if err != nil {
 		return buf, t.readErr(err)
 	}
-	if err := reserve(int64(cap(buf))); err != nil {
-		return buf[:0], err
+	if got := int64(len(buf)); got < n {
+		reserve(got - n) // a fragmented message gives back what it did not use
 	}
 	return buf, nil
 }
@@ -129,11 +178,24 @@ func (t *wsTransport) closeNow() error {
 	return t.c.CloseNow()
 }
 
-// readAll appends the rest of r to b, growing it as needed.
+// readAll appends the rest of r to b, growing it as needed. A b with room
+// for exactly what r holds is not grown to find the end.
 func readAll(b []byte, r io.Reader) ([]byte, error) {
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			var one [1]byte
+			n, err := r.Read(one[:])
+			if n == 0 && err == io.EOF {
+				return b, nil
+			}
+			if err != nil && err != io.EOF {
+				return b, err
+			}
+			b = append(b, one[:n]...)
+			if err == io.EOF {
+				return b, nil
+			}
+			continue
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

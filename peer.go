@@ -86,7 +86,7 @@ func PeerFromContext(ctx context.Context) *Peer {
 // it. The Peer owns c from now on: closing the Peer closes c.
 func NewPeer(c *websocket.Conn, opts *Options) *Peer {
 	cfg := opts.config()
-	p := newPeer(newWSTransport(c, nil, cfg), cfg, nil, nil)
+	p := newPeer(newWSTransport(c, nil, nil, cfg), cfg, nil, nil)
 	p.start()
 	return p
 }

@@ -506,7 +506,7 @@ func TestCancellationIsolation(t *testing.T) {
 	cfg := (&Options{}).config()
 	var bigCancel atomic.Pointer[context.CancelFunc]
 	var bigCancelledAt atomic.Int64
-	hook := &rsWriteHook{transport: newWSTransport(c, nil, cfg), onWrite: func(b []byte) {
+	hook := &rsWriteHook{transport: newWSTransport(c, nil, nil, cfg), onWrite: func(b []byte) {
 		if len(b) >= 512<<10 {
 			if f := bigCancel.Swap(nil); f != nil {
 				bigCancelledAt.Store(time.Now().UnixNano())
@@ -1001,36 +1001,44 @@ func rsClientFrame(n int) (header []byte, mask [4]byte) {
 	return append([]byte{0x81, 0x80 | byte(n)}, mask[:]...), mask
 }
 
+// rsAcceptPipe accepts a peer (started, closed at the end of the test) over
+// one end of a net.Pipe, inside a synctest bubble; the test speaks raw
+// WebSocket frames on the returned client end.
+func rsAcceptPipe(t *testing.T, opts *Options) (*Peer, net.Conn, *bufio.Reader) {
+	srvConn, cliConn := net.Pipe()
+	t.Cleanup(func() { cliConn.Close() })
+	req := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	w := &rsHijacker{h: http.Header{}, conn: srvConn, brw: bufio.NewReadWriter(bufio.NewReader(srvConn), bufio.NewWriter(srvConn))}
+	cli := bufio.NewReader(cliConn)
+	handshake := make(chan int, 1)
+	go func() {
+		resp, err := http.ReadResponse(cli, req)
+		if err != nil {
+			handshake <- 0
+			return
+		}
+		handshake <- resp.StatusCode
+	}()
+	p, err := accept(w, req, opts.config())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, <-handshake)
+	p.start()
+	t.Cleanup(func() { p.Close() })
+	return p, cliConn, cli
+}
+
 // TestMessageTimeoutClosesTrickler: over a real coder/websocket connection
 // (on net.Pipe, in a bubble), a message whose bytes trickle in for longer
 // than MessageTimeout closes the peer; a slow message within it is served.
 func TestMessageTimeoutClosesTrickler(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		srvConn, cliConn := net.Pipe()
-		defer cliConn.Close()
-		req := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Upgrade", "websocket")
-		req.Header.Set("Sec-WebSocket-Version", "13")
-		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-		w := &rsHijacker{h: http.Header{}, conn: srvConn, brw: bufio.NewReadWriter(bufio.NewReader(srvConn), bufio.NewWriter(srvConn))}
-		cli := bufio.NewReader(cliConn)
-		handshake := make(chan int, 1)
-		go func() {
-			resp, err := http.ReadResponse(cli, req)
-			if err != nil {
-				handshake <- 0
-				return
-			}
-			handshake <- resp.StatusCode
-		}()
 		var calls atomic.Int64
-		p, err := accept(w, req, (&Options{Methods: rsCountingMethods(&calls), MessageTimeout: 5 * time.Second, PingInterval: -1}).config())
-		require.NoError(t, err)
-		require.Equal(t, http.StatusSwitchingProtocols, <-handshake)
-		p.start()
-		defer p.Close()
+		p, cliConn, cli := rsAcceptPipe(t, &Options{Methods: rsCountingMethods(&calls), MessageTimeout: 5 * time.Second, PingInterval: -1})
 
 		trickle := func(msg string, gap time.Duration) error {
 			hdr, mask := rsClientFrame(len(msg))
@@ -1049,7 +1057,7 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 		msg := `{"jsonrpc":"2.0","id":1,"method":"ok"}`
 		go trickle(msg, 100*time.Millisecond)
 		var b [2]byte
-		_, err = io.ReadFull(cli, b[:])
+		_, err := io.ReadFull(cli, b[:])
 		require.NoError(t, err)
 		resp := make([]byte, b[1])
 		_, err = io.ReadFull(cli, resp)
@@ -1067,6 +1075,44 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 		require.ErrorIs(t, p.Err(), errMessageTimeout)
 		require.Error(t, <-trickled)
 		require.Equal(t, int64(1), calls.Load())
+	})
+}
+
+// TestMessageTimeoutCountsFromHeader: MessageTimeout runs from a frame
+// header's first byte, so a header trickled byte by byte is closed like a
+// trickled payload. Until e64ff61 only keepalive caught it (here: never,
+// keepalive is off), since the timer started once coder/websocket had the
+// whole header.
+func TestMessageTimeoutCountsFromHeader(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p, cliConn, _ := rsAcceptPipe(t, &Options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		// A text frame with a 64-bit length: 2 + 8 + 4 = 14 header bytes,
+		// one a second.
+		hdr := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 10, 1, 2, 3, 4}
+		start := time.Now()
+		trickled := make(chan error, 1)
+		go func() {
+			for _, c := range hdr {
+				if _, err := cliConn.Write([]byte{c}); err != nil {
+					trickled <- err
+					return
+				}
+				time.Sleep(time.Second)
+			}
+			trickled <- nil
+		}()
+		<-p.Done()
+		took := time.Since(start)
+		require.True(t, took >= 5*time.Second && took <= 5*time.Second*9/8, "closed after %v", took)
+		require.ErrorIs(t, p.Err(), errMessageTimeout)
+		require.Error(t, <-trickled, "the header was sent whole: the peer waited for it")
+
+		// Control frames are timed the same way: a ping header trickled.
+		p2, cli2, _ := rsAcceptPipe(t, &Options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		go cli2.Write([]byte{0x89}) // FIN, ping: the rest never comes
+		<-p2.Done()
+		require.ErrorIs(t, p2.Err(), errMessageTimeout)
 	})
 }
 

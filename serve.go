@@ -111,10 +111,16 @@ func isNote(in *inbound) bool { return in.env.id == nil && in.batch == nil }
 // when its size could not be known before), to the budgets. It waits for
 // room, unless waiting could deadlock (mustRead); then it charges the
 // message anyway and marks it over budget. It fails only when the peer
-// closes. It runs on the reading goroutine.
+// closes. A negative n gives back part of the charge. It runs on the
+// reading goroutine.
 func (p *Peer) reserve(n int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if n <= 0 {
+		p.readCharge += n
+		p.unhold(-n)
+		return nil
+	}
 	for {
 		if p.closing {
 			return p.err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	neturl "net/url"
 	"path"
 	"strings"
 	"sync"
@@ -19,14 +20,20 @@ import (
 // Peer. ctx bounds the handshake only; the connection outlives it.
 func Dial(ctx context.Context, url string, opts *Options) (*Peer, error) {
 	cfg := opts.config()
+	client, frames := cfg.HTTPClient, func() *frameConn { return nil }
+	if u, err := neturl.Parse(url); err == nil {
+		if fc, conn, ok := framedClient(client, u); ok {
+			client, frames = fc, conn
+		}
+	}
 	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPHeader: cfg.HTTPHeader,
-		HTTPClient: cfg.HTTPClient,
+		HTTPClient: client,
 	})
 	if err != nil {
 		return nil, err
 	}
-	p := newPeer(newWSTransport(c, nil, cfg), cfg, nil, nil)
+	p := newPeer(newWSTransport(c, nil, frames(), cfg), cfg, nil, nil)
 	p.start()
 	return p, nil
 }
@@ -72,22 +79,27 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config) (*Peer, error) 
 	if err != nil {
 		return nil, err
 	}
-	return newPeer(newWSTransport(c, hr.conn, cfg), cfg, r, identity), nil
+	return newPeer(newWSTransport(c, hr.conn, hr.frames, cfg), cfg, r, identity), nil
 }
 
 // hijackRecorder keeps the connection websocket.Accept hijacks, so that the
 // peer can drop it at once even while a closing handshake is in progress
 // (coder/websocket's CloseNow waits for a Close in progress, up to its own
-// timeouts of several seconds).
+// timeouts of several seconds), and puts a frameConn under the WebSocket.
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn   net.Conn
+	frames *frameConn
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
 	h.conn = c
-	return c, brw, err
+	h.frames, brw, err = hijackFrames(c, brw)
+	return h.frames, brw, err
 }
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -1,11 +1,13 @@
 package wsrpc
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 )
 
@@ -489,4 +492,81 @@ func TestHTTPBatchResponseRouting(t *testing.T) {
 	for _, e := range errs {
 		require.ErrorContains(t, e, "malformed batch response")
 	}
+}
+
+// TestHTTPPostStalledBody: a POST whose body stops after a few bytes is
+// answered 408 once MessageTimeout has passed since its body began, and
+// the connection is closed. On e64ff61 it was never answered (watched for
+// 90 s): the read deadline was cleared after the failed read, and net/http
+// then waited, without one, to discard the rest of the body.
+func TestHTTPPostStalledBody(t *testing.T) {
+	t.Parallel()
+	s := appServe(t, &Options{Methods: arith(), MessageTimeout: 100 * time.Millisecond})
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\"")
+	require.NoError(t, err)
+	// A guard against a hang, not a bound on the server's speed.
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err, "the server must answer a stalled body")
+	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode)
+	require.True(t, resp.Close, "the connection is closed after the answer")
+	_, err = io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the server closes the connection")
+}
+
+// TestHTTPPostsCountAgainstMaxConnections: POSTs in progress and peers share
+// MaxConnections; past it, 429. On e64ff61 POSTs were not counted: 200
+// stalled POSTs held 200 goroutines and descriptors beside the peers.
+func TestHTTPPostsCountAgainstMaxConnections(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	m := NewMethods()
+	Register(m, "hold", func(context.Context, any) (bool, error) {
+		entered <- struct{}{}
+		<-release
+		return true, nil
+	})
+	s := appServe(t, &Options{Methods: m, MaxConnections: 2})
+	appDial(t, s.ws, nil) // one peer
+	done := make(chan int, 1)
+	go func() {
+		status, _ := post(t, s.url, "application/json", `{"jsonrpc":"2.0","id":1,"method":"hold"}`)
+		done <- status
+	}()
+	rsWait(t, entered, "the POST's handler")
+	// A peer and a POST: full.
+	status, _ := post(t, s.url, "application/json", `{"jsonrpc":"2.0","id":2,"method":"hold"}`)
+	require.Equal(t, http.StatusTooManyRequests, status)
+	_, err := Dial(context.Background(), s.ws, nil)
+	require.Error(t, err)
+	close(release)
+	require.Equal(t, http.StatusOK, rsWait(t, done, "the POST's answer"))
+}
+
+// TestBatchAnswerSameOverBothTransports: one path builds batch answers for
+// WebSocket and HTTP POST, so the same batch under the same
+// MaxBatchResponse gets the same bytes. On e64ff61 a 6-item batch with the
+// limit at 1 000 bytes got 269 bytes over WebSocket and 1 225 over HTTP.
+func TestBatchAnswerSameOverBothTransports(t *testing.T) {
+	t.Parallel()
+	m := arith()
+	Register(m, "big", func(context.Context, any) (string, error) { return strings.Repeat("b", 400), nil })
+	opts := &Options{Methods: m, MaxBatchResponse: 1000}
+	s := appServe(t, opts)
+	batch := `[` + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"big"},`, 5) + `{"jsonrpc":"2.0","id":6,"method":"math.sum","params":[1,2]}]`
+	status, overHTTP := post(t, s.url, "application/json", batch)
+	require.Equal(t, http.StatusOK, status)
+	c := rawClient(t, s.ws)
+	require.NoError(t, c.Write(context.Background(), websocket.MessageText, []byte(batch)))
+	_, overWS, err := c.Read(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, string(overWS), overHTTP)
+	require.LessOrEqual(t, len(overHTTP), 1000)
+	require.Contains(t, overHTTP, `{"jsonrpc":"2.0","id":6,"result":3}`)
 }

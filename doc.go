@@ -87,10 +87,12 @@
 //
 // Requests run concurrently, at most [Options.MaxHandlers] at once per peer;
 // up to [Options.MaxQueued] more wait in arrival order, and beyond that a
-// request is answered with [CodeServerBusy]. A handler that is waiting for
-// an answer from its own peer does not count against MaxHandlers, which is
-// what keeps nested callbacks from deadlocking however small the limit.
-// Items of a batch run concurrently within the same limit.
+// request is answered with [CodeServerBusy]. A handler waiting for an
+// answer from its own peer keeps its slot and its goroutine; when every
+// slot is held by such a handler, those handlers serve the queued requests
+// themselves while they wait (one of them may be the very callback they
+// wait for), so nested callbacks neither deadlock nor take more goroutines
+// than MaxHandlers. Items of a batch run concurrently within the same limit.
 //
 // Notifications (outside batches) are handled one at a time, in the order
 // they arrived: a notification handler may call its peer, and requests keep
@@ -99,12 +101,15 @@
 //
 // Cheap work runs on the reading goroutine itself, which saves a goroutine
 // hand-off per message: a request, batch or notification whose handler
-// returns within 50µs never leaves it. Work that runs longer, or calls back
-// its own peer, hands reading to another goroutine, so a slow handler delays
-// the messages behind it by at most that budget. A caller whose context
-// cannot be cancelled (context.Background) may read the connection itself
-// while no one else does, so its answer wakes it directly; when the peer
-// goes idle, a background reader takes over within 50µs.
+// returns within about a millisecond never leaves it. Work that runs longer
+// (between one and two milliseconds), or calls back its own peer, hands
+// reading to another goroutine, so a slow handler delays the messages
+// behind it by at most that long. A caller whose context cannot be
+// cancelled (context.Background) reads the connection itself while no one
+// else does, so that its answer wakes no other goroutine; between its
+// calls nobody reads, and after one to two milliseconds of that a reader
+// starts again. A caller whose context can end never reads: its answer is
+// read by the peer's reader, which starts at once if none runs.
 //
 // Writes are serialised per connection: every message is written whole.
 //
@@ -141,13 +146,29 @@
 //     [ErrMessageTooBig]. Outgoing messages over the limit are refused
 //     locally. (The transport's own default, 32 KiB, trips real payloads;
 //     tens of MiB invite memory exhaustion.)
+//   - MaxPeerBytes 4 × MaxMessageSize: the bytes of inbound messages one
+//     peer holds (being read, waiting, being served), and separately the
+//     bytes of its outbound queue. Before reading a message the peer
+//     reserves its size (known from the frame header on accepted
+//     connections); with no room it reads nothing until its handlers give
+//     bytes back, so the other side is slowed down by TCP. While a call of
+//     this peer awaits an answer the reader cannot stop (the answer would
+//     never be read): it reads on, and a request that does not fit is
+//     answered [CodeServerBusy].
+//   - MaxServerBytes 256 MiB: the bytes all the peers of a [Server] hold
+//     together, beyond the first 64 KiB of each (so that peers sending
+//     small messages never wait for others), and the bodies of the POST
+//     requests in progress. A peer with no room waits before reading a
+//     message's payload; a POST gets HTTP 503.
 //   - MaxBatch 100 items: a larger batch gets one Invalid Request error that
 //     names the limit.
 //   - MaxBatchResponse = MaxMessageSize: bytes of one batch answer, error
-//     objects included; items past it get [CodeResponseTooLarge] with
-//     their own id.
+//     objects included, over WebSocket and HTTP alike; items past it get
+//     [CodeResponseTooLarge] with their own id.
 //   - MaxHandlers 32 requests running per peer, MaxQueued 256 waiting; more
-//     gets [CodeServerBusy]. The reading goroutine never blocks on them.
+//     gets [CodeServerBusy]. A peer has at most MaxHandlers goroutines
+//     serving requests, plus its reader and at most four of its own
+//     (notifications, outbound queue, keepalive, closing).
 //   - MaxNotifications 1024 waiting. At the cap the peer stops reading
 //     until the queue is half drained, so a burst is slowed down by TCP;
 //     a queue that stays full for WriteTimeout (or fills while its handler
@@ -160,13 +181,24 @@
 //     MessageTimeout are checked every eighth of themselves, so they act
 //     up to an eighth late; a message costs no timer reset.
 //   - PingInterval 20s, PingTimeout 10s: a peer that does not answer a ping
-//     in time is closed and its pending calls fail.
-//   - MessageTimeout 30s: once a message starts arriving it must complete
-//     in time, or the connection is dropped.
-//   - MaxConnections 10000 peers per [Server]; past it, HTTP 429 before the
-//     upgrade.
+//     in time is closed and its pending calls fail (unless this peer's own
+//     reader is paused by its byte budget, which also holds up the pong).
+//   - MessageTimeout 30s: from the first byte of a frame's header to the
+//     end of its message (or of the control frame), on accepted
+//     connections and on dialed ones whose HTTP client wsrpc can wrap;
+//     past it the connection is dropped. On a Server, it bounds the body
+//     of a POST as well: a body that stalls is answered 408.
+//   - MaxConnections 10000 peers and POST requests in progress per
+//     [Server], together; past it, HTTP 429.
 //   - Method names are at most [MaxMethodNameLen] bytes; the "rpc." prefix is
 //     reserved by the specification and refused at registration.
+//
+// # WebSocket messages
+//
+// JSON-RPC travels in text messages. A binary message closes the
+// connection with status 1003 (unsupported data), and a text message that
+// is not valid UTF-8 with 1007 (RFC 6455 §8.1); any other malformed message
+// is answered with a JSON-RPC error and the connection stays up.
 //
 // # Security
 //
@@ -186,3 +218,67 @@
 // No Peer is created, and no hook runs, for a refused request. Responses
 // never carry Go type names, file paths, stacks or panic values.
 package wsrpc
+
+// A map of the package, for reading its code.
+//
+// Files, each with one job:
+//
+//	peer.go       Peer: its state, start, Close and failure, the goroutines it counts (launch, adopt, exit), keepalive
+//	role.go       the reading role's state machine: who reads the connection, every move in readRole.step
+//	read.go       the reading goroutines: readLoop, a caller's readFor, routing a message (route), lapse and handoff timers
+//	serve.go      inbound work: byte budgets (reserve), admission (admit/decide), queues, handler slots, serveOne, help
+//	write.go      the write path: writers take turns, WriteTimeout
+//	call.go       outbound calls: Call, Notify, pending calls and their answers (complete)
+//	batch.go      Batch (building and sending) and serving an incoming batch (serverBatch)
+//	answer.go     what WebSocket and HTTP share: parseMessage, dispatch, appendResponse, appendBatchAnswer
+//	wire.go       the JSON-RPC envelope: its rules, parsing objects and batches, encoding heads
+//	scan.go       the JSON scanner: validation (syntax, UTF-8, depth) and value boundaries
+//	values.go     fast paths for basic params and results
+//	methods.go    the method table, typed registration, params mapping
+//	conn.go       the transport seam: coder/websocket, and an in-memory pipe for tests
+//	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes)
+//	watchdog.go   a timer that fires when one operation outlives its limit, without a reset per operation
+//	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)
+//	http.go       JSON-RPC over HTTP POST: the server side and HTTPClient
+//	broadcast.go  Server.Broadcast and each peer's outbound queue
+//	middleware.go, guard.go, descriptor.go, errors.go, options.go: as named
+//
+// A message in: a reader (read.go: readLoop, or a caller in readFor) calls
+// conn.readMessage, which reserves the message's bytes (serve.go: reserve)
+// before its payload is read; route parses it (answer.go: parseMessage).
+// An answer completes its call (call.go: complete). A request, notification
+// or batch goes to admit, which queues it, refuses it, or gives it back to
+// the reader to serve inline (read.go: handle → serve.go: serveOne →
+// answer.go: dispatch, appendResponse → write.go: write).
+//
+// A call out: Call → send registers the call's id in pending, writes the
+// request, and waits: a caller with context.Background takes the reading
+// role if it is free and reads until its answer (readFor); any other
+// caller makes sure a reader runs (needReader) and waits for complete to
+// signal it.
+//
+// Goroutines, and what ends each:
+//
+//	reader         readLoop: returns when the read fails (the peer closes), when its work is handed off
+//	               (it finishes the work, serves the queue, returns), or on evReaderIdle; started by launch or a timer
+//	handler        a former reader or a batch helper holding a slot: returns when the queue is empty (nextQueued)
+//	notifications  a former reader serving notifications: returns when none waits (nextNote)
+//	outbound       drainOutbound: returns when the broadcast queue is empty or the peer closes
+//	keepalive      the ping timer's goroutine: returns after one ping
+//	closing        violation on a goroutine of its own (outbound overflow): returns after the close handshake
+//	timers         lapse and handoffCheck become the reader (adopt) or return at once
+//
+// Close waits for all of them: shutdown cancels handler contexts and closes
+// the connection, each goroutine's last act is exit, and the last exit
+// closes Peer.finished.
+//
+// Limits, and the function that enforces each: MaxMessageSize in
+// coder/websocket (SetReadLimit, conn.go) and send/Notify (call.go);
+// MaxPeerBytes and MaxServerBytes in reserve and decide (serve.go) and
+// enqueue (broadcast.go); MaxHandlers and MaxQueued in decide and
+// startHelper; MaxNotifications in decide and nextNote; MaxPending in
+// acquire (call.go); MaxBatch in parseBatch (wire.go); MaxBatchResponse in
+// appendBatchAnswer (answer.go); WriteTimeout in writeCtx (write.go) and
+// admit; MessageTimeout in conn.go's watchdog (frame hooks) and readBody
+// (http.go); MaxConnections in ServeHTTP and enterPOST (server.go,
+// http.go); MaxOutbound in enqueue.

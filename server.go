@@ -219,7 +219,8 @@ func NewServer(opts *Options) *Server {
 }
 
 // ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
-// is served until it ends, with 429 past Options.MaxConnections.
+// is served until it ends. Peers and POST requests in progress count
+// together against Options.MaxConnections; past it, 429.
 //
 // A POST with Content-Type application/json carries one JSON-RPC request,
 // notification or batch, served with the same methods, middleware, guards,
@@ -228,7 +229,10 @@ func NewServer(opts *Options) *Server {
 // IdentityFromContext. The answer comes with 200, error objects included,
 // or 204 when there is nothing to answer. The request itself may be
 // refused: 403 and 401 as an upgrade would be, 413 for a body over
-// MaxMessageSize, 415 for another Content-Type.
+// MaxMessageSize, 415 for another Content-Type, 503 when
+// Options.MaxServerBytes has no room for its body, and 408 when its body
+// does not arrive within Options.MessageTimeout; a refused body is not read
+// to its end: the connection is closed after the answer.
 //
 // Other methods get 405, and every request 503 while shutting down. POST
 // requests in progress are not waited for by Shutdown; http.Server's

@@ -145,9 +145,11 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	}
 	n := uint64(len(c.slots))
 	handler := PeerFromContext(ctx) == p
-	// A caller whose ctx cannot end, and who is not a handler of this
-	// peer, may read its own answer (see roleCaller).
-	c.selfRead = ctx.Done() == nil && !handler
+	// A caller who is not a handler of this peer may read its own answer
+	// (see roleCaller): with a ctx that cannot end, or over a transport
+	// whose reads can be stopped when it ends.
+	cancellable := ctx.Done() != nil
+	c.selfRead = !handler && (!cancellable || p.conn.interruptible())
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
@@ -171,14 +173,24 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	switch {
 	case handler:
 		return p.waitAsHandler(ctx, c)
-	case c.selfRead:
+	case c.selfRead && !cancellable:
 		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
-			p.readFor(c)
+			p.readFor(c, false)
 		}
 		<-c.done
 		return nil
+	case c.selfRead:
+		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
+			// Caller mode first: an interrupt outside it does nothing,
+			// and AfterFunc runs at once if ctx has ended already.
+			p.conn.callerMode(true)
+			stop := context.AfterFunc(ctx, p.conn.interrupt)
+			p.readFor(c, true)
+			stop()
+		}
+	default:
+		p.needReader(false)
 	}
-	p.needReader(false)
 	select {
 	case <-c.done:
 		return nil

@@ -23,6 +23,13 @@ type transport interface {
 	// holdTimer stops (true) and restarts (false) the message timeout
 	// while the peer itself keeps a message waiting.
 	holdTimer(on bool)
+	// interruptible reports whether a read can be stopped between
+	// messages: then a caller whose context can end may read, in caller
+	// mode (callerMode), and interrupt stops its read, which then fails
+	// with an error that is errReadStopped.
+	interruptible() bool
+	callerMode(on bool)
+	interrupt()
 	// writeMessage writes b as one text message.
 	writeMessage(b []byte) error
 	// ping sends a ping and waits, bounded by ctx, for its pong.
@@ -147,6 +154,17 @@ func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte
 
 func (t *wsTransport) holdTimer(on bool) { t.msgWatch.hold(on) }
 
+func (t *wsTransport) interruptible() bool { return t.frames != nil }
+func (t *wsTransport) callerMode(on bool)  { t.frames.setCaller(on) }
+func (t *wsTransport) interrupt()          { t.frames.interrupt() }
+
+// errReadStopped reports whether err is a read stopped on purpose in
+// caller mode (interrupted, or a frame left to a reader): nothing was
+// consumed, and the connection is as it was.
+func errReadStopped(err error) bool {
+	return errors.Is(err, errInterrupted) || errors.Is(err, errHandOff)
+}
+
 // readErr names the cause of a failed read in wsrpc's terms.
 func (t *wsTransport) readErr(err error) error {
 	switch {
@@ -262,7 +280,10 @@ func (p *pipeEnd) writeMessage(b []byte) error {
 	}
 }
 
-func (p *pipeEnd) holdTimer(bool) {}
+func (p *pipeEnd) holdTimer(bool)      {}
+func (p *pipeEnd) interruptible() bool { return false }
+func (p *pipeEnd) callerMode(bool)     {}
+func (p *pipeEnd) interrupt()          {}
 
 func (p *pipeEnd) ping(ctx context.Context) error {
 	if !p.peer.deaf.Load() {

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // frameQueueMax bounds the data message starts a frameConn keeps for
@@ -96,6 +98,18 @@ type frameConn struct {
 	inMsg  bool     // a data message has started and not finished
 	endMsg bool     // the current frame is the final frame of that message
 
+	// Caller mode (see callerRead): bytes read and parsed ahead, not yet
+	// returned. caller is set and cleared by the reading goroutine;
+	// interrupted, and the read deadline, by cmu.
+	held    []byte
+	heldOff int
+	rerr    error // a read error kept until held is returned
+	caller  atomic.Bool
+	cmu     sync.Mutex
+	// interrupted: interrupt set the read deadline in the past; the
+	// next timeout is ours.
+	interrupted bool
+
 	// Queue of data message starts, shared with nextMessage.
 	mu    sync.Mutex
 	q     []frameStart // ring; grows by doubling up to frameQueueMax
@@ -132,6 +146,20 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
+	if c.caller.Load() {
+		return c.callerRead(p)
+	}
+	if c.heldOff < len(c.held) {
+		// Read ahead in caller mode, and parsed then.
+		n := copy(p, c.held[c.heldOff:])
+		c.consumeHeld(n)
+		return n, nil
+	}
+	if c.rerr != nil {
+		err := c.rerr
+		c.rerr = nil
+		return 0, err
+	}
 	var n int
 	var err error
 	if len(c.pre) > 0 {
@@ -150,6 +178,184 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// ---- caller mode ----
+//
+// A caller whose context can end may read its own answer (see readFor)
+// only if its read can be stopped when the context ends, and coder/websocket
+// cannot stop a read in the middle of a frame without failing the
+// connection. In caller mode the frameConn therefore returns only whole
+// frames, read ahead into held: small control frames, and messages of one
+// frame (FIN set) of at most callerFrameMax bytes. Between them, a blocked
+// read can be stopped (interrupt) and coder/websocket sees a read error
+// with no byte of a frame consumed, which leaves it as it was. A frame of
+// any other kind (large, fragmented) is left to a reader goroutine: Read
+// returns errHandOff before returning a byte of it.
+
+// callerFrameMax bounds the frames a caller reads in caller mode: the most
+// a frameConn holds ahead of coder/websocket.
+const callerFrameMax = 64 << 10
+
+var (
+	// errInterrupted: interrupt stopped a caller's read.
+	errInterrupted = errors.New("wsrpc: read stopped: the caller's context ended")
+	// errHandOff: the next frame is not one a caller reads.
+	errHandOff = errors.New("wsrpc: read stopped: the next frame is for a reader")
+)
+
+// aLongTimeAgo is a read deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// setCaller enters caller mode (true) or leaves it. Only the goroutine
+// that reads calls it, between reads. Leaving clears an interrupt that
+// came too late to stop anything.
+func (c *frameConn) setCaller(on bool) {
+	if on {
+		c.caller.Store(true)
+		return
+	}
+	c.cmu.Lock()
+	c.caller.Store(false)
+	if c.interrupted {
+		c.interrupted = false
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+	c.cmu.Unlock()
+}
+
+// interrupt stops a read in caller mode: the blocked Read returns
+// errInterrupted. Outside caller mode it does nothing. Any goroutine may
+// call it.
+func (c *frameConn) interrupt() {
+	c.cmu.Lock()
+	if c.caller.Load() && !c.interrupted {
+		c.interrupted = true
+		c.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+	c.cmu.Unlock()
+}
+
+// takeInterrupt reports whether err is the timeout interrupt caused, and
+// if so clears the deadline.
+func (c *frameConn) takeInterrupt(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	if !c.interrupted {
+		return false
+	}
+	c.interrupted = false
+	c.Conn.SetReadDeadline(time.Time{})
+	return true
+}
+
+// callerRead is Read in caller mode.
+func (c *frameConn) callerRead(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		c.held = append(c.held, c.pre...)
+		c.advance(c.pre)
+		c.pre = nil
+	}
+	for {
+		whole, refuse, need := wholeFrames(c.held[c.heldOff:])
+		switch {
+		case whole > 0:
+			n := copy(p, c.held[c.heldOff:c.heldOff+whole])
+			c.consumeHeld(n)
+			return n, nil
+		case c.rerr != nil:
+			err := c.rerr
+			c.rerr = nil
+			return 0, err
+		case refuse, c.lost, c.head, c.err != nil:
+			return 0, errHandOff
+		}
+		// Read the rest of the frame under way and at most 4 KiB more,
+		// so that what is held ahead stays small.
+		if c.heldOff > 0 {
+			c.held = c.held[:copy(c.held, c.held[c.heldOff:])]
+			c.heldOff = 0
+		}
+		want := len(c.held) + need + 4096
+		if cap(c.held) < want {
+			c.held = append(make([]byte, 0, want), c.held...)
+		}
+		start := len(c.held)
+		n, err := c.Conn.Read(c.held[start:want])
+		if n > 0 {
+			c.held = c.held[:start+n]
+			c.advance(c.held[start:])
+		}
+		if err != nil {
+			if c.takeInterrupt(err) {
+				return 0, errInterrupted
+			}
+			c.rerr = err
+		}
+	}
+}
+
+// consumeHeld drops the first n bytes of held.
+func (c *frameConn) consumeHeld(n int) {
+	c.heldOff += n
+	if c.heldOff == len(c.held) {
+		c.held, c.heldOff = c.held[:0], 0
+	}
+}
+
+// wholeFrames returns how many bytes at the start of b are whole frames a
+// caller may read; refuse when the first frame after them is one it may
+// not; and need, the bytes that frame still lacks (0 if its header is not
+// whole yet).
+func wholeFrames(b []byte) (whole int, refuse bool, need int) {
+	for {
+		rest := b[whole:]
+		if len(rest) < 2 {
+			return whole, false, 0
+		}
+		fin, op := rest[0]&0x80 != 0, rest[0]&0x0f
+		hl := 2
+		switch rest[1] & 0x7f {
+		case 126:
+			hl += 2
+		case 127:
+			hl += 8
+		}
+		if rest[1]&0x80 != 0 {
+			hl += 4
+		}
+		if len(rest) < hl {
+			return whole, false, 0
+		}
+		var n uint64
+		switch l := rest[1] & 0x7f; l {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(rest[2:4]))
+		case 127:
+			n = binary.BigEndian.Uint64(rest[2:10])
+		default:
+			n = uint64(l)
+		}
+		switch {
+		case op == 1 || op == 2:
+			if !fin || n > callerFrameMax {
+				return whole, true, 0
+			}
+		case op >= 8 && op <= 10:
+			if !fin || n > 125 {
+				return whole, true, 0
+			}
+		default:
+			return whole, true, 0 // continuation, reserved
+		}
+		if uint64(len(rest)-hl) < n {
+			return whole, false, hl + int(n) - len(rest)
+		}
+		whole += hl + int(n)
+	}
 }
 
 // setHooks installs begin and end (either may be nil): begin runs (on the

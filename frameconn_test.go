@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -986,4 +987,104 @@ func FuzzFrameConn(f *testing.F) {
 			}
 		}
 	})
+}
+
+// In caller mode a frameConn returns only whole frames a caller may read,
+// and stops with errHandOff before the first byte of any other frame; the
+// bytes it read ahead come first once it leaves caller mode, and every
+// byte is parsed once.
+func TestFrameConnCallerMode(t *testing.T) {
+	t.Parallel()
+	small := fcEncode(fcFrame{fin: true, op: 1, n: 100}, fcFrame{fin: true, op: 9, n: 4})
+	big := fcEncode(fcFrame{fin: true, op: 1, n: callerFrameMax + 1})
+	frag := fcEncode(fcFrame{op: 1, n: 10}, fcFrame{fin: true, op: 0, n: 10})
+	for name, tc := range map[string]struct {
+		stream []byte
+		whole  int // bytes a caller gets before errHandOff
+	}{
+		"big after small":  {append(slices.Clone(small), big...), len(small)},
+		"fragmented":       {append(slices.Clone(small), frag...), len(small)},
+		"continuation":     {fcEncode(fcFrame{fin: true, op: 0, n: 3}), 0},
+		"control too long": {fcEncode(fcFrame{fin: true, op: 9, n: 126}), 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, size := range []int{1, 3, 4096} {
+				fc := newFrameConn(&fcScript{data: tc.stream, sizes: []int{size}}, nil, false)
+				fc.setCaller(true)
+				var got []byte
+				p := make([]byte, 512)
+				var err error
+				for err == nil {
+					var n int
+					n, err = fc.Read(p)
+					got = append(got, p[:n]...)
+				}
+				require.ErrorIs(t, err, errHandOff, "read size %d", size)
+				require.Equal(t, string(tc.stream[:tc.whole]), string(got), "read size %d", size)
+				fc.setCaller(false)
+				rest, err := io.ReadAll(fc)
+				require.NoError(t, err)
+				require.Equal(t, tc.stream, append(got, rest...), "read size %d", size)
+			}
+		})
+	}
+	require.Equal(t, 2, mustPopAll(newFrameConnRead(t, append(slices.Clone(small), big...))), "each data message start queued once")
+}
+
+// newFrameConnRead reads stream through a frameConn in caller mode until it
+// stops, then the rest in streaming mode, and returns the frameConn.
+func newFrameConnRead(t *testing.T, stream []byte) *frameConn {
+	fc := newFrameConn(&fcScript{data: stream, sizes: []int{7}}, nil, false)
+	fc.setCaller(true)
+	p := make([]byte, 64)
+	for {
+		if _, err := fc.Read(p); err != nil {
+			require.ErrorIs(t, err, errHandOff)
+			break
+		}
+	}
+	fc.setCaller(false)
+	_, err := io.ReadAll(fc)
+	require.NoError(t, err)
+	return fc
+}
+
+func mustPopAll(fc *frameConn) int {
+	n := 0
+	for {
+		if _, _, _, ok := fc.nextMessage(); !ok {
+			return n
+		}
+		n++
+	}
+}
+
+// interrupt stops a caller's blocked Read with errInterrupted and nothing
+// consumed; the deadline it set is gone for the reads after it, and an
+// interrupt outside caller mode does nothing.
+func TestFrameConnInterrupt(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	fc := newFrameConn(a, nil, false)
+	fc.interrupt() // not in caller mode: nothing
+	fc.setCaller(true)
+	read := make(chan error, 1)
+	go func() {
+		_, err := fc.Read(make([]byte, 16))
+		read <- err
+	}()
+	// A frame under way: the interrupt stops the read all the same, and
+	// its first bytes stay held.
+	frame := fcEncode(fcFrame{fin: true, op: 1, n: 5})
+	_, err := b.Write(frame[:3])
+	require.NoError(t, err)
+	fc.interrupt()
+	require.ErrorIs(t, <-read, errInterrupted)
+	fc.setCaller(false)
+	go b.Write(frame[3:])
+	got, err := io.ReadAll(io.LimitReader(fc, int64(len(frame))))
+	require.NoError(t, err)
+	require.Equal(t, frame, got)
 }

@@ -76,8 +76,8 @@ func (p *Peer) readLoop(gen uint32, first *inbound) {
 	}
 	buf := getBuf()
 	for {
-		in, next, idle, ok := p.readOne(buf)
-		if !ok {
+		in, next, idle, st := p.readOne(buf)
+		if st == readFailed {
 			return
 		}
 		buf = next
@@ -96,36 +96,62 @@ func (p *Peer) readLoop(gen uint32, first *inbound) {
 
 // readFor reads the connection on a caller's goroutine until c is
 // answered: the caller holds the role (roleCaller). It serves nothing:
-// inbound work goes, with the role, to a new reader.
-func (p *Peer) readFor(c *call) {
+// inbound work goes, with the role, to a new reader. interruptible: the
+// caller's context can end, and the caller has put the transport in
+// caller mode, whose reads stop when it ends (or before a frame a caller
+// may not read); readFor leaves caller mode before the role moves on.
+func (p *Peer) readFor(c *call, interruptible bool) {
 	buf := getBuf()
-	defer func() { putBuf(buf) }()
+	var work *inbound
 	for c.remaining.Load() != 0 {
-		in, next, _, ok := p.readOne(buf)
-		if !ok {
-			return
+		in, next, _, st := p.readOne(buf)
+		if st != readOK {
+			buf = nil
+			break
 		}
 		buf = next
 		if in != nil {
-			p.roleStep(evCallerWork, 0, in)
-			return
+			work = in
+			break
 		}
+	}
+	if buf != nil {
+		putBuf(buf)
+	}
+	if interruptible {
+		p.conn.callerMode(false) // before anyone else reads
+	}
+	if work != nil {
+		p.roleStep(evCallerWork, 0, work)
+		return
 	}
 	p.roleStep(evCallerDone, 0, nil)
 }
 
+// readStatus is how readOne went.
+type readStatus uint8
+
+const (
+	readOK      readStatus = iota
+	readFailed             // the connection failed: the peer has failed
+	readStopped            // a caller's read stopped (errReadStopped); nothing was read
+)
+
 // readOne reads one message into buf and routes it. It returns the
 // request, notification or batch it carried (nil if none), for the reader
 // to admit; the buffer to read into next (buf unless the message keeps
-// it); whether it answered the last pending call of a caller who may read
-// (idle); and !ok if the connection failed, which has failed the peer.
-func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle, ok bool) {
+// it); and whether it answered the last pending call of a caller who may
+// read (idle). Unless st is readOK, buf has been released.
+func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle bool, st readStatus) {
 	var err error
 	if buf.b, err = p.conn.readMessage(buf.b, p.reserve); err != nil {
 		p.unreserve()
 		putBuf(buf)
+		if errReadStopped(err) {
+			return nil, nil, false, readStopped
+		}
 		p.readFailed(err)
-		return nil, nil, false, false
+		return nil, nil, false, readFailed
 	}
 	in, kept, idle := p.route(buf)
 	if in != nil {
@@ -136,7 +162,7 @@ func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle, ok bool) {
 	if kept {
 		buf = getBuf()
 	}
-	return in, buf, idle, true
+	return in, buf, idle, readOK
 }
 
 // handle admits in and, if admission gives it to this goroutine, serves it

@@ -1,0 +1,149 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// This file checks callers that read their own answers with a context that
+// can end (caller mode, frameconn.go): they stop reading at once when the
+// context ends, and leave to a reader every frame they may not read.
+
+// rawServer serves one WebSocket connection with handle, which speaks raw
+// frames through coder/websocket, and returns its ws:// URL.
+func rawServer(t *testing.T, handle func(ctx context.Context, c *websocket.Conn)) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(-1)
+		handle(r.Context(), c)
+		// Read on, so that the other side's close handshake completes.
+		for {
+			if _, _, err := c.Read(r.Context()); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return "ws" + strings.TrimPrefix(hs.URL, "http")
+}
+
+// readRequest reads one request and returns its raw id.
+func readRequest(ctx context.Context, t *testing.T, c *websocket.Conn) string {
+	_, b, err := c.Read(ctx)
+	require.NoError(t, err)
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &req))
+	return string(req.ID)
+}
+
+// waitHolder waits until p's reading role is held as want.
+func waitHolder(t *testing.T, p *Peer, want roleHolder) {
+	guard := time.Now().Add(time.Minute) // against a hang, not a bound on speed
+	for time.Now().Before(guard) {
+		p.mu.Lock()
+		h := p.role.holder
+		p.mu.Unlock()
+		if h == want {
+			return
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("the reading role never became %d", want)
+}
+
+// TestCallerReadStopsWhenContextEnds: a caller with a cancellable context
+// reads its own answer (the role is a caller's), and when the context ends
+// its read stops at once, the call returns ctx.Err(), the connection stays
+// up, and a reader reads the late answer and what follows.
+func TestCallerReadStopsWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	ids := make(chan string, 2)
+	answer := make(chan struct{})
+	url := rawServer(t, func(ctx context.Context, c *websocket.Conn) {
+		warm := readRequest(ctx, t, c)
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+warm+`,"result":"warm"}`))
+		first := readRequest(ctx, t, c)
+		ids <- first
+		<-answer
+		// The late answer, then the answer to the next call.
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+first+`,"result":"late"}`))
+		next := readRequest(ctx, t, c)
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+next+`,"result":"next"}`))
+	})
+	p := rsDial(t, url, &Options{PingInterval: -1})
+	// The first answer is read by the reader the peer starts with, which
+	// then steps aside: the next call reads its own.
+	_, err := Call[string](context.Background(), p, "warm", nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		var s string
+		errc <- p.Call(ctx, "slow", nil, &s)
+	}()
+	<-ids
+	waitHolder(t, p, roleCaller)
+	cancel()
+	require.ErrorIs(t, rsWait(t, errc, "the cancelled call"), context.Canceled)
+	require.NoError(t, p.Err())
+	close(answer)
+	got, err := Call[string](context.Background(), p, "next", nil)
+	require.NoError(t, err)
+	require.Equal(t, "next", got)
+}
+
+// TestCallerLeavesLargeAndFragmentedFrames: answers a caller may not read
+// in caller mode (over callerFrameMax, or in several frames) go to a
+// reader, and arrive whole; so do a ping and a notification between them.
+func TestCallerLeavesLargeAndFragmentedFrames(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("b", 3*callerFrameMax)
+	url := rawServer(t, func(ctx context.Context, c *websocket.Conn) {
+		id := readRequest(ctx, t, c) // answered to the peer's first reader
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+id+`,"result":"warm"}`))
+		id = readRequest(ctx, t, c)
+		go c.Ping(ctx) // answered by whoever reads on the other side
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","method":"note","params":["`+big+`"]}`))
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+id+`,"result":"`+big+`"}`))
+		id = readRequest(ctx, t, c)
+		w, err := c.Writer(ctx, websocket.MessageText)
+		require.NoError(t, err)
+		w.Write([]byte(`{"jsonrpc":"2.0","id":` + id))
+		w.Write([]byte(`,"result":"fragmented"}`))
+		w.Close()
+		id = readRequest(ctx, t, c)
+		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+id+`,"result":"small"}`))
+	})
+	notes := make(chan int, 1)
+	m := NewMethods()
+	Register(m, "note", func(_ context.Context, p [1]string) (any, error) {
+		notes <- len(p[0])
+		return nil, nil
+	})
+	p := rsDial(t, url, &Options{Methods: m, PingInterval: -1})
+	for _, want := range []string{"warm", big, "fragmented", "small"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		got, err := Call[string](ctx, p, "get", nil)
+		cancel()
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	require.Equal(t, len(big), rsWait(t, notes, "the notification"))
+	require.NoError(t, p.Err())
+}

@@ -23,7 +23,9 @@ import (
 //     admission refuses what does not fit.
 //   - Handler slots (admit): at most Options.MaxHandlers requests and
 //     batches run at once; up to Options.MaxQueued more wait; beyond that,
-//     CodeServerBusy. Notifications run one at a time, in order; up to
+//     CodeServerBusy, and the reader reads nothing more until a slot or a
+//     place is free (so that a flood costs one refusal, not one per
+//     message). Notifications run one at a time, in order; up to
 //     Options.MaxNotifications wait, then the reader waits.
 //   - Goroutines: a request runs on the reader itself while it is quick
 //     (see read.go), otherwise on a goroutine holding its slot, which then
@@ -55,6 +57,10 @@ type serving struct {
 	readCharge int64 // reserved for the message being read
 	readOver   bool  // ... over budget (see reserve)
 	paused     bool  // the reader waits for room
+	// refused: a request was refused for want of a slot or a queue place;
+	// the reader reads nothing more until one is free, so that a flood
+	// costs one refusal, not one per message.
+	refused bool
 	// room is closed when room may have been made (bytes released, a
 	// notification place freed, a reason not to wait), waking a paused
 	// reader.
@@ -125,7 +131,10 @@ func (p *Peer) reserve(n int64) error {
 		if p.closing {
 			return p.err
 		}
-		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes
+		if p.refused && (p.running < p.cfg.MaxHandlers || len(p.queue) < p.cfg.MaxQueued) {
+			p.refused = false
+		}
+		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes || p.refused
 		need := p.poolNeed(n)
 		if !over && (need == 0 || p.pool.take(need, false)) {
 			p.charge(n, need)
@@ -393,6 +402,7 @@ func (p *Peer) decide(in *inbound) admission {
 	if in.batch == nil {
 		p.untrackID(in.env.id)
 	}
+	p.refused = !over
 	return admitBusy
 }
 
@@ -403,6 +413,7 @@ func (p *Peer) unadmit(note bool) {
 		p.noting = false
 	} else {
 		p.running--
+		p.wakeReader()
 	}
 	p.checkDrained()
 }
@@ -486,6 +497,7 @@ func (p *Peer) nextQueued() *inbound {
 	}
 	p.running--
 	p.checkDrained()
+	p.wakeReader() // a slot is free
 	return nil
 }
 
@@ -497,6 +509,7 @@ func (p *Peer) popQueue() *inbound {
 	in := p.queue[0]
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
+	p.wakeReader() // a queue place is free
 	return in
 }
 

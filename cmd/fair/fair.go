@@ -270,25 +270,17 @@ func runFair(cfg config, srv *server) (*result, error) {
 	soloMem := srv.memory()
 	printWindow("solo", solo)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	stats := make([]*attackStats, len(cfg.attacks))
-	for i, name := range cfg.attacks {
-		st := &attackStats{name: name, ends: counts{}}
-		stats[i] = st
-		wg.Go(func() { runAttack(ctx, name, srv.url(), st) })
+	att, err := startAttacker(srv.url(), cfg.attacks)
+	if err != nil {
+		return nil, err
 	}
 	time.Sleep(cfg.warmup)
+	attCPU := att.cpuTime()
 	attacked := h.measure(cfg.d, srv)
-	cancel()
-	stopped := make(chan struct{})
-	go func() { wg.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		fmt.Println("fair: some attack goroutines did not stop within 10s of the end")
-	}
+	attCPU = att.cpuTime() - attCPU
+	reports := att.stop()
 	printWindow("under attack", attacked)
+	fmt.Printf("%-13s CPU used by the attacker process: %.2f cores\n", "", time.Duration(attCPU).Seconds()/attacked.d.Seconds())
 
 	ratio := 0.0
 	if solo.rate() > 0 {
@@ -299,17 +291,14 @@ func runFair(cfg config, srv *server) (*result, error) {
 		fmt.Println("failures under attack:")
 		attacked.failed.print("  ")
 	}
-	fmt.Println("attacks:")
-	for _, st := range stats {
+	fmt.Println("attacks (in a process of their own):")
+	for _, st := range reports {
 		fmt.Printf("  %-11s conns %d, sent %d msgs (%s), read %d answers (%s)\n",
-			st.name, st.conns.Load(), st.sent.Load(), mib(st.sentBytes.Load()),
-			st.answers.Load(), mib(st.ansBytes.Load()))
-		st.mu.Lock()
-		if len(st.ends) > 0 {
+			st.Name, st.Conns, st.Sent, mib(st.SentBytes), st.Answers, mib(st.AnsBytes))
+		if len(st.Ends) > 0 {
 			fmt.Println("    connections ended during the attack:")
-			st.ends.print("    ")
+			st.Ends.print("    ")
 		}
-		st.mu.Unlock()
 	}
 	m := srv.memory()
 	fmt.Printf("server: peak RSS %s (%s after the solo window), peak fds %d\n",
@@ -330,6 +319,7 @@ func runFair(cfg config, srv *server) (*result, error) {
 	res.add("solo_peak_rss_mib", mibNum(soloMem.peakHWM))
 	res.add("attacked_server_cores", attacked.serverCPU.Seconds()/attacked.d.Seconds())
 	res.add("attacked_client_cores", attacked.clientCPU.Seconds()/attacked.d.Seconds())
+	res.add("attacker_cores", time.Duration(attCPU).Seconds()/attacked.d.Seconds())
 	return res, nil
 }
 

@@ -147,6 +147,10 @@ func main() {
 		serve()
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == attackFlag {
+		attackChild()
+		return
+	}
 	cfg := config{size: 4 << 20, maxRSS: 6 << 30}
 	var attacks string
 	flag.StringVar(&cfg.mode, "mode", "fair", "what to measure: fair, pin, conns or post")

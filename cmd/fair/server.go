@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +42,18 @@ func serve() {
 		fmt.Fprintln(os.Stderr, "fair -serve: hard cap reached, exiting")
 		os.Exit(3)
 	})
+	// FAIR_SERVER_CPUPROFILE=file profiles the server until it is told to
+	// stop, to see where an attack spends its CPU.
+	stopProfile := func() {}
+	if f := os.Getenv("FAIR_SERVER_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err == nil && pprof.StartCPUProfile(out) == nil {
+			stopProfile = func() { pprof.StopCPUProfile(); out.Close() }
+		}
+	}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
+		stopProfile()
 		os.Exit(0)
 	}()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -284,8 +295,12 @@ func procStatus(pid int) (hwm, rss int64, err error) {
 
 // cpuTime returns the user plus system CPU time the child has used, from
 // /proc/<pid>/stat, or 0 once it is gone.
-func (s *server) cpuTime() time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
+func (s *server) cpuTime() time.Duration { return time.Duration(procCPU(s.pid)) }
+
+// procCPU returns the CPU time (user and system) process pid has used, in
+// nanoseconds, or 0.
+func procCPU(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}
@@ -302,7 +317,7 @@ func (s *server) cpuTime() time.Duration {
 	}
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
+	return int64(time.Duration(u+st) * 10 * time.Millisecond)
 }
 
 // selfCPU returns the user plus system CPU time this process has used.

@@ -346,7 +346,7 @@ func (sb *serverBatch) leave() {
 	if sb.workers.Add(-1) == 0 {
 		if p := sb.p; p != nil && sb.size > 0 {
 			p.mu.Lock()
-			p.unhold(sb.size)
+			p.unholdWork(sb.size)
 			p.mu.Unlock()
 		}
 		sb.release()

@@ -39,6 +39,14 @@ import (
 // bytes others hold.
 const peerFloor = 64 << 10
 
+// largeMessage is the size from which a peer serves its messages one at a
+// time: the reader does not read the payload of a large message while
+// another is held. Reading, parsing and answering a large message is
+// mostly CPU; one client flooding large messages then keeps at most one
+// core busy, not one per message it has in flight, and the other peers
+// keep theirs.
+const largeMessage = 1 << 20
+
 // serving is the part of a Peer's state that admission and handlers change,
 // guarded by Peer.mu.
 type serving struct {
@@ -53,6 +61,7 @@ type serving struct {
 	inlineSB *serverBatch
 
 	held       int64 // bytes of inbound messages held
+	large      int   // large messages held (see largeMessage)
 	poolHeld   int64 // the part of held drawn from the Server's pool
 	readCharge int64 // reserved for the message being read
 	readOver   bool  // ... over budget (see reserve)
@@ -101,10 +110,19 @@ func (in *inbound) release() {
 func (p *Peer) releaseIn(in *inbound) {
 	if in.size > 0 {
 		p.mu.Lock()
-		p.unhold(in.size)
+		p.unholdWork(in.size)
 		p.mu.Unlock()
 	}
 	in.release()
+}
+
+// unholdWork gives back the charge of a unit of work that takeReserved
+// charged size bytes. Called with p.mu held.
+func (p *Peer) unholdWork(size int64) {
+	if size >= largeMessage {
+		p.large--
+	}
+	p.unhold(size)
 }
 
 // isNote reports whether in is a single notification (not a request, not a
@@ -134,7 +152,8 @@ func (p *Peer) reserve(n int64) error {
 		if p.refused && (p.running < p.cfg.MaxHandlers || len(p.queue) < p.cfg.MaxQueued) {
 			p.refused = false
 		}
-		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes || p.refused
+		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes || p.refused ||
+			n >= largeMessage && p.large > 0
 		need := p.poolNeed(n)
 		if !over && (need == 0 || p.pool.take(need, false)) {
 			p.charge(n, need)
@@ -219,6 +238,9 @@ func (p *Peer) takeReserved() (n int64, over bool) {
 	p.mu.Lock()
 	n, over = p.readCharge, p.readOver
 	p.readCharge, p.readOver = 0, false
+	if n >= largeMessage {
+		p.large++
+	}
 	p.mu.Unlock()
 	return n, over
 }
@@ -568,10 +590,18 @@ func (p *Peer) serveOne(in *inbound, eager bool) {
 		}
 		p.unhold(in.size)
 		p.mu.Unlock()
+		large := in.size >= largeMessage
 		in.size = 0
 		in.release()
 		p.write(wb.b)
 		putBuf(wb)
+		if large {
+			// A large message's turn ends when its answer is out.
+			p.mu.Lock()
+			p.large--
+			p.wakeReader()
+			p.mu.Unlock()
+		}
 	}
 }
 

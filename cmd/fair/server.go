@@ -62,7 +62,11 @@ func serve() {
 		os.Exit(1)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/rpc", api.NewServer(&wsrpc.Options{Methods: api.Methods()}))
+	opts := &wsrpc.Options{Methods: api.Methods()}
+	if v, err := strconv.ParseInt(os.Getenv("FAIR_SERVER_MAXPEERBYTES"), 10, 64); err == nil {
+		opts.MaxPeerBytes = v // experiments only
+	}
+	mux.Handle("/rpc", api.NewServer(opts))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Printf("%s %d\n", ln.Addr(), runtime.GOMAXPROCS(0))
 	err = hs.Serve(ln)

@@ -166,9 +166,15 @@
 //     objects included, over WebSocket and HTTP alike; items past it get
 //     [CodeResponseTooLarge] with their own id.
 //   - MaxHandlers 32 requests running per peer, MaxQueued 256 waiting; more
-//     gets [CodeServerBusy]. A peer has at most MaxHandlers goroutines
+//     gets [CodeServerBusy], and then the peer reads nothing more until a
+//     slot or a place is free, so that a flood costs one refusal rather
+//     than one per message. A peer has at most MaxHandlers goroutines
 //     serving requests, plus its reader and at most four of its own
 //     (notifications, outbound queue, keepalive, closing).
+//   - Messages of 1 MiB or more are served one at a time per peer: the
+//     peer does not read the payload of another until the answer to the
+//     last one is out, so that one client's large messages keep at most one
+//     core busy.
 //   - MaxNotifications 1024 waiting. At the cap the peer stops reading
 //     until the queue is half drained, so a burst is slowed down by TCP;
 //     a queue that stays full for WriteTimeout (or fills while its handler

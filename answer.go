@@ -115,6 +115,15 @@ func methodNotFound(name string) *Error {
 func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *config) []byte {
 	start := len(b)
 	if err == nil {
+		// A large result grows the buffer once, not by doubling from 512
+		// bytes, which for a 4 MiB answer allocated as much again in
+		// garbage.
+		switch r := res.(type) {
+		case json.RawMessage:
+			b = growBuf(b, len(r)+len(req.ID)+48)
+		case string:
+			b = growBuf(b, len(r)+len(req.ID)+50)
+		}
 		b = append(b, jsonrpcPrefix+`,"id":`...)
 		b = append(b, req.ID...)
 		b = append(b, `,"result":`...)

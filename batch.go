@@ -290,8 +290,16 @@ func (p *Peer) runItems(sb *serverBatch, eager bool) {
 		if sb.left.Add(-1) == 0 && sb.replies > 0 {
 			wb := getBuf()
 			wb.b = appendBatchAnswer(wb.b[:0], sb.items, p.cfg.MaxBatchResponse, p.cfg)
+			p.mu.Lock()
+			answer := p.holdAnswer(len(wb.b))
+			p.mu.Unlock()
 			p.write(wb.b)
 			putBuf(wb)
+			if answer > 0 {
+				p.mu.Lock()
+				p.unhold(answer)
+				p.mu.Unlock()
+			}
 		}
 	}
 }

@@ -131,9 +131,7 @@ func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte
 		if err := reserve(n); err != nil {
 			return buf[:0], err
 		}
-		if int64(cap(buf)) < n {
-			buf = make([]byte, 0, n)
-		}
+		buf = growBuf(buf[:0], int(n))
 	default:
 		// Fragmented: charge the most it may take, and give back the
 		// rest once read.

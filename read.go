@@ -1,7 +1,6 @@
 package wsrpc
 
 import (
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -330,22 +329,4 @@ func (p *Peer) readFailed(err error) {
 		return
 	}
 	p.fail(err)
-}
-
-// ---- message buffers ----
-
-// msgBuf is a reusable message buffer.
-type msgBuf struct{ b []byte }
-
-const maxPooledBuf = 1 << 20
-
-var bufPool = sync.Pool{New: func() any { return &msgBuf{b: make([]byte, 0, 512)} }}
-
-func getBuf() *msgBuf { return bufPool.Get().(*msgBuf) }
-
-func putBuf(m *msgBuf) {
-	if cap(m.b) <= maxPooledBuf {
-		m.b = m.b[:0]
-		bufPool.Put(m)
-	}
 }

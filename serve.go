@@ -583,26 +583,47 @@ func (p *Peer) serveOne(in *inbound, eager bool) {
 		wb.b = appendResponse(wb.b[:0], &in.req, res, err, int(p.cfg.MaxMessageSize), p.cfg)
 		// The id is free again, and the request's bytes given back, before
 		// the answer goes out: a caller may reuse the id as soon as it has
-		// the answer.
+		// the answer. A large answer is held in their place until written.
 		p.mu.Lock()
 		if !p.closing {
 			p.untrackID(in.env.id)
 		}
 		p.unhold(in.size)
+		answer := p.holdAnswer(len(wb.b))
 		p.mu.Unlock()
 		large := in.size >= largeMessage
 		in.size = 0
 		in.release()
 		p.write(wb.b)
 		putBuf(wb)
-		if large {
-			// A large message's turn ends when its answer is out.
+		if large || answer > 0 {
 			p.mu.Lock()
-			p.large--
-			p.wakeReader()
+			p.unhold(answer)
+			if large {
+				// A large message's turn ends when its answer is out.
+				p.large--
+				p.wakeReader()
+			}
 			p.mu.Unlock()
 		}
 	}
+}
+
+// holdAnswer charges an answer of n bytes, about to be written, to the
+// budgets if it is large enough to matter (the count limits bound the
+// small ones), and returns what it charged. It never waits: the answer
+// exists already. Called with p.mu held.
+func (p *Peer) holdAnswer(n int) int64 {
+	if n < peerFloor {
+		return 0
+	}
+	need := p.poolNeed(int64(n))
+	if need > 0 {
+		p.pool.take(need, true)
+		p.poolHeld += need
+	}
+	p.held += int64(n)
+	return int64(n)
 }
 
 // dispatch finds and runs the handler for env, filling req.

@@ -154,6 +154,9 @@ type Options struct {
 type config struct {
 	Options
 	log *slog.Logger
+	// smallMessage: messages under it are not charged to the byte
+	// budgets (see serve.go).
+	smallMessage int64
 }
 
 func (o *Options) config() *config {
@@ -190,6 +193,7 @@ func (o *Options) config() *config {
 	if c.MaxServerBytes <= 0 {
 		c.MaxServerBytes = DefaultMaxServerBytes
 	}
+	c.smallMessage = min(smallMessage, c.MaxPeerBytes/64)
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxOutbound, DefaultMaxOutbound)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)

@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -39,6 +40,13 @@ import (
 // bytes others hold.
 const peerFloor = 64 << 10
 
+// smallMessage is the size under which messages are not charged to the
+// byte budgets (or a 64th of MaxPeerBytes, if less): the count limits
+// (MaxHandlers, MaxQueued, MaxNotifications) bound what a peer holds of
+// them to a few MiB, and charging them would cost the common small message
+// a lock more.
+const smallMessage = 4 << 10
+
 // largeMessage is the size from which a peer serves its messages one at a
 // time: the reader does not read the payload of a large message while
 // another is held. Reading, parsing and answering a large message is
@@ -63,13 +71,15 @@ type serving struct {
 	held       int64 // bytes of inbound messages held
 	large      int   // large messages held (see largeMessage)
 	poolHeld   int64 // the part of held drawn from the Server's pool
+	// readCharge and readOver belong to the goroutine that reads (they
+	// move with the role, under Peer.mu); changed with Peer.mu held.
 	readCharge int64 // reserved for the message being read
 	readOver   bool  // ... over budget (see reserve)
 	paused     bool  // the reader waits for room
 	// refused: a request was refused for want of a slot or a queue place;
 	// the reader reads nothing more until one is free, so that a flood
 	// costs one refusal, not one per message.
-	refused bool
+	refused atomic.Bool // written with Peer.mu held; read without it too
 	// room is closed when room may have been made (bytes released, a
 	// notification place freed, a reason not to wait), waking a paused
 	// reader.
@@ -138,6 +148,9 @@ func isNote(in *inbound) bool { return in.env.id == nil && in.batch == nil }
 // closes. A negative n gives back part of the charge. It runs on the
 // reading goroutine.
 func (p *Peer) reserve(n int64) error {
+	if n > 0 && n < p.cfg.smallMessage && !p.refused.Load() {
+		return nil // not charged: see smallMessage
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n <= 0 {
@@ -149,10 +162,10 @@ func (p *Peer) reserve(n int64) error {
 		if p.closing {
 			return p.err
 		}
-		if p.refused && (p.running < p.cfg.MaxHandlers || len(p.queue) < p.cfg.MaxQueued) {
-			p.refused = false
+		if p.refused.Load() && (p.running < p.cfg.MaxHandlers || len(p.queue) < p.cfg.MaxQueued) {
+			p.refused.Store(false)
 		}
-		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes || p.refused ||
+		over := p.held > 0 && p.held+n > p.cfg.MaxPeerBytes || p.refused.Load() ||
 			n >= largeMessage && p.large > 0
 		need := p.poolNeed(n)
 		if !over && (need == 0 || p.pool.take(need, false)) {
@@ -235,6 +248,9 @@ func (p *Peer) charge(n, need int64) {
 
 // takeReserved hands the charge of the message just read to its work.
 func (p *Peer) takeReserved() (n int64, over bool) {
+	if p.readCharge == 0 && !p.readOver {
+		return 0, false
+	}
 	p.mu.Lock()
 	n, over = p.readCharge, p.readOver
 	p.readCharge, p.readOver = 0, false
@@ -248,6 +264,9 @@ func (p *Peer) takeReserved() (n int64, over bool) {
 // unreserve gives back the charge of a message that left no work to hold
 // (an answer, a refused message) or that failed to arrive.
 func (p *Peer) unreserve() {
+	if p.readCharge == 0 && !p.readOver {
+		return
+	}
 	p.mu.Lock()
 	p.unhold(p.readCharge)
 	p.readCharge, p.readOver = 0, false
@@ -424,7 +443,7 @@ func (p *Peer) decide(in *inbound) admission {
 	if in.batch == nil {
 		p.untrackID(in.env.id)
 	}
-	p.refused = !over
+	p.refused.Store(!over)
 	return admitBusy
 }
 

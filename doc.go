@@ -104,12 +104,17 @@
 // returns within about a millisecond never leaves it. Work that runs longer
 // (between one and two milliseconds), or calls back its own peer, hands
 // reading to another goroutine, so a slow handler delays the messages
-// behind it by at most that long. A caller whose context cannot be
-// cancelled (context.Background) reads the connection itself while no one
-// else does, so that its answer wakes no other goroutine; between its
-// calls nobody reads, and after one to two milliseconds of that a reader
-// starts again. A caller whose context can end never reads: its answer is
-// read by the peer's reader, which starts at once if none runs.
+// behind it by at most that long.
+//
+// A caller reads its own answer while no one else reads, so that the
+// answer wakes no other goroutine; between its calls nobody reads, and
+// after one to two milliseconds of that a reader starts again. A caller
+// with context.Background may read anything; a caller whose context can
+// end reads only where its read can be stopped when the context ends
+// without harm to the connection (accepted connections, and dialed ones
+// whose HTTP client wsrpc can wrap): whole small messages, handing anything
+// else, and the reading, to a reader goroutine. Elsewhere such a caller is
+// woken by the reader.
 //
 // Writes are serialised per connection: every message is written whole.
 //
@@ -242,7 +247,9 @@ package wsrpc
 //	values.go     fast paths for basic params and results
 //	methods.go    the method table, typed registration, params mapping
 //	conn.go       the transport seam: coder/websocket, and an in-memory pipe for tests
-//	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes)
+//	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes),
+//	              and in caller mode returns whole frames only, so a caller's read can stop
+//	buf.go        pooled message buffers, large ones by size
 //	watchdog.go   a timer that fires when one operation outlives its limit, without a reset per operation
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)
 //	http.go       JSON-RPC over HTTP POST: the server side and HTTPClient
@@ -258,9 +265,10 @@ package wsrpc
 // answer.go: dispatch, appendResponse → write.go: write).
 //
 // A call out: Call → send registers the call's id in pending, writes the
-// request, and waits: a caller with context.Background takes the reading
-// role if it is free and reads until its answer (readFor); any other
-// caller makes sure a reader runs (needReader) and waits for complete to
+// request, and waits: a caller takes the reading role if it is free and
+// reads until its answer (readFor; with a context that can end, in caller
+// mode, an interrupt armed with context.AfterFunc); a caller that cannot
+// read makes sure a reader runs (needReader) and waits for complete to
 // signal it.
 //
 // Goroutines, and what ends each:

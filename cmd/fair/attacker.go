@@ -65,6 +65,37 @@ func attackChild() {
 	}
 }
 
+// startChild starts this binary again with args, env added to this
+// process's environment, and its standard error relayed here, and returns
+// it with its standard input and output. Should this process die without
+// stopping the child, the closed stdin ends it; Pdeathsig is a second line.
+func startChild(env []string, args ...string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	go relayStderr(stderr)
+	return cmd, stdin, stdout, nil
+}
+
 // attacker is a running attacker child.
 type attacker struct {
 	cmd   *exec.Cmd
@@ -74,22 +105,8 @@ type attacker struct {
 
 // startAttacker starts the attacker child and waits until its attacks run.
 func startAttacker(url string, names []string) (*attacker, error) {
-	exe, err := os.Executable()
+	cmd, stdin, stdout, err := startChild(nil, attackFlag, url, strings.Join(names, ","))
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, attackFlag, url, strings.Join(names, ","))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	a := &attacker{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}

@@ -52,11 +52,16 @@
 // Flags: -d (window, default 5s), -warmup (default 1s), -attacks (a comma
 // list, default echo-flood,batch-sleep,no-read), -server-procs.
 //
-// The report also gives, per window, the latency of the successful calls
-// and the CPU used by the server child and by this process. The attacks run
-// in this process beside the healthy client, and all of it shares the
-// machine's cores with the server: the figures compare runs on one machine,
-// not machines.
+// The attacks run in a second child process (the binary re-executed with a
+// hidden flag), as they would on other machines, so that their CPU and
+// garbage collection do not slow the healthy client down inside its own
+// process. The report also gives, per window, the latency of the
+// successful calls and the CPU used by the server child, this process and
+// the attacker child. All of them share the machine's cores: the figures
+// compare runs on one machine, not machines.
+//
+// FAIR_SERVER_CPUPROFILE=file makes the server child write a CPU profile,
+// to see where an attack spends the server's time.
 //
 // -mode pin holds messages on the server through one connection. It sends
 // the notification sleep {"ms":60000}, which occupies the connection's

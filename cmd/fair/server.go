@@ -105,38 +105,18 @@ type memStats struct {
 // startServer starts the child with GOMAXPROCS=procs (procs > 0), waits for
 // its address and starts sampling it, with the -max-rss guard.
 func startServer(procs int, maxRSS int64) (*server, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, serveFlag)
-	cmd.Env = os.Environ()
+	var env []string
 	if procs > 0 {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
-	// Should this process die without stopping the child, the closed
-	// stdin ends it; Pdeathsig is a second line.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
+	cmd, stdin, stdout, err := startChild(env, serveFlag)
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	s := &server{
 		cmd: cmd, stdin: stdin, pid: cmd.Process.Pid,
 		started: time.Now(), dead: make(chan struct{}),
 	}
-	go relayStderr(stderr)
 	go func() {
 		err := cmd.Wait()
 		s.mu.Lock()

@@ -300,11 +300,9 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	rounds++
 
 	t.Logf("%d rounds of %d KiB to %d peers; slowest Broadcast call %v", rounds, len(payload)>>10, readers+1, slowest)
-	// The bound is loose because under -race, with the whole suite
-	// running, the broadcasting goroutine competes for the CPU with the
-	// 1 000 writers it starts; waiting for the slow peer would take a
-	// minute (WriteTimeout) or for ever.
-	require.Less(t, slowest, 5*time.Second, "Broadcast never waits for a peer")
+	// Broadcast never waits for a peer: had it waited for the slow one,
+	// WriteTimeout would have closed that peer (a write that did not
+	// complete), not its queue overflowing, which is checked below.
 	require.Zero(t, disorder.Load(), "every reader got every broadcast, in order")
 	require.Zero(t, lost.Load(), "no reader was closed")
 	require.ErrorContains(t, sp.Err(), "outbound queue overflow")

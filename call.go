@@ -173,12 +173,12 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	switch {
 	case handler:
 		return p.waitAsHandler(ctx, c)
+	case !p.roleFree.Load():
+		// Someone reads, and will not stop before this call is answered.
 	case c.selfRead && !cancellable:
 		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
 			p.readFor(c, false)
 		}
-		<-c.done
-		return nil
 	case c.selfRead:
 		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
 			// Caller mode first: an interrupt outside it does nothing,
@@ -190,6 +190,10 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		}
 	default:
 		p.needReader(false)
+	}
+	if !cancellable {
+		<-c.done
+		return nil
 	}
 	select {
 	case <-c.done:

@@ -46,6 +46,12 @@ type Peer struct {
 	writeSem   chan struct{}
 	writeWatch *watchdog
 
+	// roleFree mirrors role.holder == roleNone, so that a caller can see
+	// without the lock whether the reading role is its to take or start:
+	// once its call is pending, the role cannot become free before the
+	// call is answered (readRole.step), so a false read stays true enough.
+	roleFree atomic.Bool
+
 	pingTimer    *time.Timer
 	lapseTimer   *time.Timer // see readRole
 	handoffTimer *time.Timer // see readRole

@@ -55,6 +55,7 @@ func (p *Peer) roleStep(ev roleEvent, gen uint32, work *inbound) (roleAction, ui
 // timers that the step asks for.
 func (p *Peer) roleStepLocked(ev roleEvent, gen uint32, pending bool) roleAction {
 	act := p.role.step(ev, gen, pending)
+	p.roleFree.Store(p.role.holder == roleNone)
 	if p.role.armLapse {
 		p.role.armLapse = false
 		p.lapseTimer.Reset(readLapse)

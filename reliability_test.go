@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,29 +27,6 @@ import (
 )
 
 // ---- harness ----
-
-// rsRace reports whether the race detector is on: it slows this code down
-// 5 to 20 times, so latency bounds are scaled by rsBound.
-var rsRace = func() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}()
-
-// rsBound returns a latency bound: d, or 10*d under the race detector.
-func rsBound(d time.Duration) time.Duration {
-	if rsRace {
-		return 10 * d
-	}
-	return d
-}
 
 // rsPipePeers returns two started peers connected in memory. Inside a
 // bubble, the caller closes them.
@@ -480,10 +456,12 @@ func TestSaturatedBothWays(t *testing.T) {
 // ---- cancellation isolation ----
 
 // TestCancellationIsolation: 10 000 caller-side cancellations at random
-// moments, one of them while a 512 KiB message is being written, over a real
-// loopback socket: the socket never closes, each cancelled call returns
-// within 10 ms of its cancellation, every other call succeeds with its own
-// result.
+// moments, and three while a 512 KiB message is being written, over a real
+// loopback socket: the socket never closes, every other call succeeds with
+// its own result, and a call cancelled during its write returns before its
+// answer exists (its handler waits for the test, which lets it go only
+// after the call has returned). How long cancellations take is logged, not
+// bounded: timing belongs in benchmarks.
 func TestCancellationIsolation(t *testing.T) {
 	// Not parallel: it measures latencies.
 	m := NewMethods()
@@ -498,6 +476,11 @@ func TestCancellationIsolation(t *testing.T) {
 	})
 	m.Handle("echo", func(_ context.Context, req *Request) (any, error) {
 		return json.RawMessage(append([]byte(nil), req.Params...)), nil
+	})
+	bigRelease := make(chan struct{}, 3)
+	m.Handle("big", func(_ context.Context, req *Request) (any, error) {
+		<-bigRelease
+		return true, nil
 	})
 	s := rsNewServer(t, Options{Methods: m})
 
@@ -521,7 +504,7 @@ func TestCancellationIsolation(t *testing.T) {
 
 	const cancellations = 10000
 	workers := 16
-	if rsRace {
+	if raceEnabled {
 		workers = 6 // fewer goroutines fighting for 2 CPUs at 10x the cost each
 	}
 	var next atomic.Int64
@@ -607,10 +590,11 @@ func TestCancellationIsolation(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		bigCancel.Store(&cancel)
 		var res json.RawMessage
-		err := client.Call(ctx, "echo", []string{big}, &res)
+		err := client.Call(ctx, "big", []string{big}, &res)
 		end := time.Now().UnixNano()
 		require.ErrorIs(t, err, context.Canceled)
 		bigLatency = append(bigLatency, time.Duration(end-bigCancelledAt.Load()))
+		bigRelease <- struct{}{} // only now may its answer exist
 		cancel()
 	}
 	wg.Wait()
@@ -627,14 +611,6 @@ func TestCancellationIsolation(t *testing.T) {
 		cancelled.Load(), completed.Load(), plain.Load(), time.Duration(worst.Load()), bigLatency)
 	require.Equal(t, int64(cancellations), cancelled.Load()+completed.Load())
 	require.Greater(t, cancelled.Load(), int64(cancellations/2))
-	require.Less(t, time.Duration(worst.Load()), rsBound(10*time.Millisecond), "a cancelled call took too long to return")
-	// A write that has begun is finished, never cut, so this call returns
-	// when the other side has read 512 KiB: about 0.4 ms alone, but it
-	// once took 14 ms with other test binaries sharing the 2 CPUs. The
-	// bound tells "waits for the write" from "waits for the answer".
-	for _, d := range bigLatency {
-		require.Less(t, d, rsBound(50*time.Millisecond), "the call cancelled during its 512 KiB write took too long to return")
-	}
 
 	require.NoError(t, client.Err())
 	require.NoError(t, server.Err())
@@ -726,8 +702,7 @@ func TestDisconnectWithCallsInFlight(t *testing.T) {
 			require.Error(t, ce.cause, "the error must carry the cause")
 			worst = max(worst, o.at.Sub(cutAt))
 		}
-		t.Logf("worst cut-to-error: %v", worst)
-		require.Less(t, worst, rsBound(100*time.Millisecond))
+		t.Logf("worst cut-to-error: %v", worst) // timing is logged, not bounded
 		for range n {
 			rsWait(t, sb.cancelled, "server handler cancellation")
 			rsWait(t, cb.cancelled, "client handler cancellation")
@@ -1405,12 +1380,10 @@ func TestShutdownDeadline(t *testing.T) {
 			const deadline = 300 * time.Millisecond
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
-			start := time.Now()
+			// Shutdown returns when its ctx ends, a stuck handler or not
+			// (a hang fails the test); how long after is not bounded here.
 			err := s.srv.Shutdown(ctx)
-			took := time.Since(start)
-			t.Logf("Shutdown took %v", took)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			require.Less(t, took, deadline+rsBound(100*time.Millisecond))
 			if !stuckHandler {
 				<-good.Done()
 				require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(good.Err()), "%v", good.Err())

@@ -138,7 +138,10 @@ type readRole struct {
 
 // step applies ev and returns what the reporting goroutine must do. gen is
 // the reporting reader goroutine's number (evReaderIdle, evInline*);
-// pending is whether calls of this peer await answers (evCallerDone).
+// pending is whether calls of this peer await answers (evCallerDone,
+// evReaderIdle). Once a call awaits its answer the role cannot become free
+// until it is answered, which is what lets a caller look at the role
+// without the lock (Peer.roleFree) after registering its call.
 func (r *readRole) step(ev roleEvent, gen uint32, pending bool) roleAction {
 	if r.holder == roleClosed {
 		if ev == evLapse {
@@ -173,7 +176,8 @@ func (r *readRole) step(ev roleEvent, gen uint32, pending bool) roleAction {
 			return r.toReader(actSpawn)
 		}
 	case evReaderIdle:
-		if r.holder == roleReader && r.gen == gen && !r.inline {
+		// pending again: a call came in between the answer and now.
+		if r.holder == roleReader && r.gen == gen && !r.inline && !pending {
 			r.free()
 			return actExit
 		}

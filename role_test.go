@@ -18,6 +18,10 @@ import (
 type rmReader struct {
 	gen    uint32
 	inline bool // serving work inline (else reading)
+	// idle: it answered the last pending call, made by a caller who may
+	// read, and has yet to report it (evReaderIdle): calls may come in
+	// meanwhile.
+	idle bool
 }
 
 // rmCall is a call awaiting its answer.
@@ -50,7 +54,7 @@ func (s rmState) key() string {
 	// Sequence numbers matter only as "moved since the timer looked".
 	fmt.Fprintf(&b, "%v/%v|", r.freeSeq == r.lapseSeen, r.inlineSeq == r.inlineSeen)
 	for _, rd := range s.readers {
-		fmt.Fprintf(&b, "r%d%v,", rd.gen, rd.inline)
+		fmt.Fprintf(&b, "r%d%v%v,", rd.gen, rd.inline, rd.idle)
 	}
 	for _, c := range s.calls {
 		fmt.Fprintf(&b, "c%v%v%v,", c.selfRead, c.reading, c.answered)
@@ -187,8 +191,8 @@ func (s rmState) moves() []func(rmState) (rmState, string) {
 			add(fmt.Sprintf("reader%d answers call%d", rd.gen, i), func(s *rmState) {
 				self := s.calls[i].selfRead
 				s.calls = slices.Delete(s.calls, i, i+1)
-				if self && !s.pending() && s.step(evReaderIdle, rd.gen) == actExit {
-					s.dropReader(j)
+				if self && !s.pending() {
+					s.readers[j].idle = true
 				}
 			})
 		}
@@ -208,6 +212,15 @@ func (s rmState) moves() []func(rmState) (rmState, string) {
 		}
 	}
 	for j, rd := range s.readers {
+		if rd.idle {
+			add(fmt.Sprintf("reader%d reports idle", rd.gen), func(s *rmState) {
+				s.readers[j].idle = false
+				if s.step(evReaderIdle, rd.gen) == actExit {
+					s.dropReader(j)
+				}
+			})
+			continue
+		}
 		switch {
 		case rd.gen == s.role.gen && s.role.holder == roleReader && !rd.inline:
 			add(fmt.Sprintf("reader%d serves inline", rd.gen), func(s *rmState) {

@@ -169,11 +169,11 @@ func TestCancellationLeavesSocketUp(t *testing.T) {
 	p := newPair(t, newSide(), ss, wsrpc.Options{})
 	for range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		start := time.Now()
+		// A call that waited for nap's answer would return it, not the
+		// deadline's error.
 		err := p.client.Call(ctx, "nap", nil, nil)
 		cancel()
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		require.Less(t, time.Since(start), time.Second)
 	}
 	n, err := wsrpc.Call[int](context.Background(), p.client, "math.sum", []int{40, 2})
 	require.NoError(t, err)

@@ -218,10 +218,20 @@ func (p *Peer) Close() error {
 
 func (p *Peer) closeWith(code websocket.StatusCode, reason string) error {
 	if p.shutdown(nil) {
-		p.conn.close(code, reason)
+		p.closeHandshake(code, reason)
 	}
 	<-p.finished
 	return nil
+}
+
+// closeHandshake sends the close frame and waits for the other side's.
+// A write in progress finishes first, within WriteTimeout: coder/websocket
+// would give up waiting for it after a few seconds and drop the connection
+// without the close frame, leaving the other side to guess why.
+func (p *Peer) closeHandshake(code websocket.StatusCode, reason string) {
+	p.writeSem <- struct{}{}
+	p.conn.close(code, reason)
+	<-p.writeSem
 }
 
 // fail ends the peer because of cause and drops the connection.
@@ -237,7 +247,7 @@ func (p *Peer) violation(code websocket.StatusCode, reason string) {
 	if p.shutdown(fmt.Errorf("wsrpc: %s", reason)) {
 		// The closing handshake waits for the other side; callers run on
 		// one of the peer's own goroutines, which returns right after.
-		p.conn.close(code, reason)
+		p.closeHandshake(code, reason)
 	}
 }
 
@@ -271,7 +281,8 @@ func (p *Peer) shutdown(cause error) bool {
 		}
 	}
 	p.cancel()
-	p.writeWatch.stop()
+	// The write watchdog keeps watching a write in progress, which the
+	// closing handshake waits for; finish stops it.
 	p.handoffTimer.Stop()
 	p.lapseTimer.Stop()
 	if p.pingTimer != nil {
@@ -287,6 +298,7 @@ func (p *Peer) shutdown(cause error) bool {
 }
 
 func (p *Peer) finish() {
+	p.writeWatch.stop()
 	close(p.finished)
 	if p.onFinish != nil {
 		p.onFinish(p)

@@ -68,9 +68,9 @@ type serving struct {
 	// start helpers for.
 	inlineSB *serverBatch
 
-	held       int64 // bytes of inbound messages held
-	large      int   // large messages held (see largeMessage)
-	poolHeld   int64 // the part of held drawn from the Server's pool
+	held     int64 // bytes of inbound messages held
+	large    int   // large messages held (see largeMessage)
+	poolHeld int64 // the part of held drawn from the Server's pool
 	// readCharge and readOver belong to the goroutine that reads (they
 	// move with the role, under Peer.mu); changed with Peer.mu held.
 	readCharge int64 // reserved for the message being read

@@ -132,9 +132,10 @@
 // # Errors
 //
 // An [*Error] carries a JSON-RPC error object (code, message, data). A
-// handler that returns one sends it as is; any other error, a panic, or a
-// result that cannot be encoded is sent as [CodeInternalError] with the
-// message "internal error", and the detail goes to [Options.Logger] only.
+// handler that returns one sends it as is; any other error, a panic, a nil
+// *Error returned as a non-nil error, or a result that cannot be encoded is
+// sent as [CodeInternalError] with the message "internal error", and the
+// detail goes to [Options.Logger] only.
 // Errors compare by code with errors.Is: errors.Is(err, ErrMethodNotFound).
 // A closed peer fails calls with an error wrapping [ErrClosed] and the
 // cause, such as a websocket.CloseError.

@@ -54,6 +54,9 @@ func NewError(code int64, message string, data any) *Error {
 }
 
 func (e *Error) Error() string {
+	if e == nil {
+		return "jsonrpc error: nil *wsrpc.Error"
+	}
 	s := "jsonrpc error " + strconv.FormatInt(e.Code, 10) + ": " + e.Message
 	if len(e.Data) > 0 {
 		s += " (data: " + string(e.Data) + ")"
@@ -64,7 +67,7 @@ func (e *Error) Error() string {
 // Is reports whether target is an *Error with the same code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && e != nil && t != nil && t.Code == e.Code
 }
 
 // Sentinels for errors.Is. They match any *Error with their code, whatever
@@ -122,7 +125,7 @@ func errorf(code int64, message string) *Error {
 // detail (type names, paths, panic values) leaves the process.
 func toWireError(err error) *Error {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e != nil {
 		return e
 	}
 	return ErrInternal

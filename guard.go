@@ -22,6 +22,8 @@ import (
 // is calling: IdentityFromContext, HTTPRequestFromContext, PeerFromContext.
 // It works the same over WebSocket and HTTP POST, and for each item of a
 // batch. Like a handler, it must not block the peer for long.
+//
+// A nil *Error returned as a (non-nil) error refuses, with CodeUnauthorized.
 type Guard func(ctx context.Context, req *Request) error
 
 // Guarded returns middleware that runs g before the handlers it wraps: pass
@@ -48,7 +50,7 @@ func (m *Methods) Guard(g Guard) { m.Use(Guarded(g)) }
 // refusal is what a refused call is answered with.
 func refusal(err error) error {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e != nil {
 		return err
 	}
 	return fmt.Errorf("%w: %w", &Error{Code: CodeUnauthorized, Message: "unauthorized"}, err)

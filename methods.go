@@ -45,7 +45,9 @@ func (r *Request) Peer() *Peer { return r.peer }
 
 // A Handler serves one method. Its result is encoded as the response's
 // result. An *Error it returns is sent as is; any other error is sent as
-// CodeInternalError with a generic message, and logged locally.
+// CodeInternalError with a generic message, and logged locally. So is a nil
+// *Error returned as a (non-nil) error, Go's nil-interface trap: return a
+// plain nil for success.
 //
 // ctx is cancelled when the peer closes. PeerFromContext(ctx) returns the
 // calling peer.

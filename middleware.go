@@ -35,9 +35,9 @@ func Recover(logger *slog.Logger) Middleware {
 	}
 }
 
-// recovered runs h, mapping what must not go on the wire: a panic, or an
-// error that is not an *Error, becomes ErrInternal and its detail goes to
-// log only. It is the one implementation of that mapping: Recover uses it,
+// recovered runs h, mapping what must not go on the wire: a panic, an
+// error that is not an *Error, or a nil *Error returned as a non-nil error,
+// becomes ErrInternal and its detail goes to log only. It is the one implementation of that mapping: Recover uses it,
 // and so does every dispatch (invoke).
 func recovered(ctx context.Context, h Handler, req *Request, log *slog.Logger) (res any, err error) {
 	defer func() {
@@ -51,6 +51,12 @@ func recovered(ctx context.Context, h Handler, req *Request, log *slog.Logger) (
 		var e *Error
 		if !errors.As(err, &e) {
 			log.Error("wsrpc: handler failed", "method", req.Method, "err", err)
+			return nil, ErrInternal
+		}
+		if e == nil {
+			// The nil-interface trap: a nil *Error returned as an error
+			// is a non-nil error. It said "failed" without saying how.
+			log.Error("wsrpc: handler returned a nil *wsrpc.Error as its error", "method", req.Method)
 			return nil, ErrInternal
 		}
 	}

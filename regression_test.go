@@ -1,0 +1,63 @@
+package wsrpc
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// This file holds one test per bug found in wsrpc by using it as an
+// application would (issue 12), named after what it guards.
+
+// TestTypedNilErrorIsInternal: a handler, guard or middleware that returns
+// a nil *Error as its error (Go's nil-interface trap) gets CodeInternalError
+// (a guard: CodeUnauthorized), over WebSocket and HTTP POST, alone and in a
+// batch; the process does not crash. On e64ff61 errors.As accepted the
+// typed nil and the encoder dereferenced it: SIGSEGV.
+func TestTypedNilErrorIsInternal(t *testing.T) {
+	t.Parallel()
+	nilErr := func() error {
+		var e *Error
+		return e
+	}
+	m := NewMethods()
+	Register(m, "handler", func(context.Context, any) (int, error) { return 0, nilErr() })
+	Register(m, "guarded", func(context.Context, any) (int, error) { return 1, nil },
+		Guarded(func(context.Context, *Request) error { return nilErr() }))
+	Register(m, "middleware", func(context.Context, any) (int, error) { return 1, nil },
+		func(next Handler) Handler {
+			return func(ctx context.Context, req *Request) (any, error) { return nil, nilErr() }
+		})
+	Register(m, "ok", func(context.Context, any) (int, error) { return 7, nil })
+	s := appServe(t, &Options{Methods: m})
+	peer := appDial(t, s.ws, nil)
+	client := NewHTTPClient(s.url, nil)
+	want := map[string]int64{"handler": CodeInternalError, "guarded": CodeUnauthorized, "middleware": CodeInternalError}
+	for name, c := range map[string]Caller{"websocket": peer, "http": client} {
+		for method, code := range want {
+			var e *Error
+			require.ErrorAs(t, c.Call(context.Background(), method, nil, nil), &e, "%s %s", name, method)
+			require.NotNil(t, e, "%s %s", name, method)
+			require.Equal(t, code, e.Code, "%s %s", name, method)
+		}
+	}
+	// In a batch, beside a call that succeeds.
+	var n int
+	var bad *BatchCall
+	require.NoError(t, peer.Batch(context.Background(), func(b *Batch) {
+		bad = b.Call("handler", nil, nil)
+		b.Call("ok", nil, &n)
+	}))
+	require.ErrorIs(t, bad.Err(), ErrInternal)
+	require.Equal(t, 7, n)
+	status, body := post(t, s.url, "application/json", `[{"jsonrpc":"2.0","id":1,"method":"handler"},{"jsonrpc":"2.0","id":2,"method":"ok"}]`)
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, strings.Contains(body, `"code":-32603`) && strings.Contains(body, `"result":7`), body)
+	require.NoError(t, peer.Err())
+	// The nil *Error itself is safe to print and compare.
+	require.NotPanics(t, func() { _ = nilErr().Error() })
+	require.False(t, (*Error)(nil).Is(ErrInternal))
+}

@@ -285,7 +285,10 @@ package wsrpc
 //
 // Close waits for all of them: shutdown cancels handler contexts and closes
 // the connection, each goroutine's last act is exit, and the last exit
-// closes Peer.finished.
+// closes Peer.finished. Close called from a handler waits only for the
+// goroutines not running user code (Peer.settled; dispatch brackets user
+// code with enterUser and leaveUser), since its own caller is one of the
+// others.
 //
 // Limits, and the function that enforces each: MaxMessageSize in
 // coder/websocket (SetReadLimit, conn.go) and send/Notify (call.go);

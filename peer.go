@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,11 @@ type Peer struct {
 	done     chan struct{} // closed when the peer stops working
 	finished chan struct{} // closed when every goroutine has returned
 	onFinish func(*Peer)
+	// inUser counts the peer's goroutines running user code (handlers,
+	// their middleware and guards). Close waits for the others only
+	// (settled): a handler may close its own peer.
+	inUser  atomic.Int64
+	settled chan struct{} // closed when closing and only inUser goroutines are left
 
 	// mu guards everything below. It is never held while user code (a
 	// handler, hook or logger) runs, nor while reading or writing.
@@ -107,6 +113,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		help:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
+		settled:  make(chan struct{}),
 		pending:  map[uint64]*call{},
 		identity: identity,
 	}
@@ -167,9 +174,32 @@ func (p *Peer) exit() {
 	p.mu.Lock()
 	p.goroutines--
 	fin := p.closing && p.goroutines == 0
+	p.checkSettled()
 	p.mu.Unlock()
 	if fin {
 		p.finish()
+	}
+}
+
+// enterUser and leaveUser bracket user code run by one of the peer's
+// goroutines.
+func (p *Peer) enterUser() { p.inUser.Add(1) }
+
+func (p *Peer) leaveUser() {
+	p.inUser.Add(-1)
+	if p.Err() != nil { // closed: Close may be waiting for this
+		p.mu.Lock()
+		p.checkSettled()
+		p.mu.Unlock()
+	}
+}
+
+// checkSettled closes settled once the peer is closing and every goroutine
+// left is in user code. Called with p.mu held.
+func (p *Peer) checkSettled() {
+	if p.closing && p.settled != nil && int64(p.goroutines) <= p.inUser.Load() {
+		close(p.settled)
+		p.settled = nil
 	}
 }
 
@@ -210,18 +240,48 @@ func (p *Peer) Err() error {
 // Close closes the connection with status 1000 (normal closure), fails every
 // pending call with ErrClosed, cancels the context of every running handler,
 // and waits for every goroutine of the peer to return. It is safe to call
-// from any goroutine, any number of times, except from one of the peer's own
-// handlers, which it would wait for.
+// from any goroutine, any number of times. Called from a handler (or its
+// middleware or guard), it does not wait for handlers still running, its
+// own caller among them: it returns once the peer's other goroutines have,
+// and the peer finishes (a Server's OnDisconnect runs) when the last
+// handler returns.
 func (p *Peer) Close() error {
 	return p.closeWith(websocket.StatusNormalClosure, "")
 }
 
 func (p *Peer) closeWith(code websocket.StatusCode, reason string) error {
+	p.mu.Lock()
+	settled := p.settled
+	p.mu.Unlock()
 	if p.shutdown(nil) {
 		p.closeHandshake(code, reason)
 	}
+	if settled != nil && inHandler() {
+		<-settled
+		return nil
+	}
 	<-p.finished
 	return nil
+}
+
+// dispatchName is the function every handler of a peer runs under.
+const dispatchName = "github.com/wsrpc/wsrpc.(*Peer).dispatch"
+
+// inHandler reports whether the calling goroutine runs a peer's handler
+// (or its middleware or guard), which Close must not wait for: Go has no
+// goroutine identity, but the handler's frames are on this one's stack.
+func inHandler() bool {
+	var pcs [64]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])])
+	for {
+		f, more := frames.Next()
+		if f.Function == dispatchName {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // closeHandshake sends the close frame and waits for the other side's.
@@ -268,6 +328,7 @@ func (p *Peer) shutdown(cause error) bool {
 	queued := p.dropQueued()
 	p.out.drop()
 	fin := p.goroutines == 0
+	p.checkSettled()
 	p.mu.Unlock()
 
 	close(p.done)

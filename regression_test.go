@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -60,4 +61,55 @@ func TestTypedNilErrorIsInternal(t *testing.T) {
 	// The nil *Error itself is safe to print and compare.
 	require.NotPanics(t, func() { _ = nilErr().Error() })
 	require.False(t, (*Error)(nil).Is(ErrInternal))
+}
+
+// TestCloseFromOwnHandler: a handler (a request's, a notification's, or
+// middleware's) that closes its own peer returns; the peer is removed from
+// its Server and OnDisconnect runs once, and Shutdown then has nothing to
+// wait for. On e64ff61 Close waited for every goroutine of the peer, the
+// calling handler's included: Len stayed 1, OnDisconnect never ran, and
+// Shutdown hit its deadline.
+func TestCloseFromOwnHandler(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"request", "notification", "middleware"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			returned := make(chan error, 1)
+			logout := func(ctx context.Context, _ any) (bool, error) {
+				err := PeerFromContext(ctx).Close()
+				returned <- err
+				return true, err
+			}
+			m := NewMethods()
+			switch how {
+			case "middleware":
+				Register(m, "logout", func(context.Context, any) (bool, error) { return true, nil },
+					func(next Handler) Handler {
+						return func(ctx context.Context, req *Request) (any, error) { return logout(ctx, nil) }
+					})
+			default:
+				Register(m, "logout", logout)
+			}
+			disconnects := make(chan *Peer, 2)
+			s := appServe(t, &Options{Methods: m, OnDisconnect: func(p *Peer) { disconnects <- p }})
+			c := appDial(t, s.ws, nil)
+			if how == "notification" {
+				require.NoError(t, c.Notify(context.Background(), "logout", nil))
+			} else {
+				c.Call(context.Background(), "logout", nil, nil) // the answer may or may not get out first
+			}
+			require.NoError(t, rsWait(t, returned, "Close to return in the handler"))
+			rsWait(t, disconnects, "OnDisconnect")
+			rsWait(t, c.Done(), "the client to see the close")
+			require.Zero(t, s.Len())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			require.NoError(t, s.Shutdown(ctx))
+			select {
+			case p := <-disconnects:
+				t.Fatalf("OnDisconnect ran twice, for %d", p.ID())
+			default:
+			}
+		})
+	}
 }

@@ -645,8 +645,13 @@ func (p *Peer) holdAnswer(n int) int64 {
 	return int64(n)
 }
 
-// dispatch finds and runs the handler for env, filling req.
+// dispatch finds and runs the handler for env, filling req. (Close looks
+// for it on the stack by name: see inHandler.)
+//
+//go:noinline
 func (p *Peer) dispatch(ctx context.Context, env *envelope, req *Request) (any, error) {
+	p.enterUser()
+	defer p.leaveUser()
 	return dispatch(ctx, p.cfg, p, env, req)
 }
 

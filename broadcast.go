@@ -58,9 +58,12 @@ func (s *Server) Peer(id uint64) *Peer {
 //
 // Broadcasts reach each peer in the order they were made; they are not
 // ordered with the peer's other messages (calls, Notify). filter runs on
-// the calling goroutine, once per peer, with no lock held. The error is
-// about encoding (the message is sent to nobody), or ctx ending, which
-// stops the broadcast part way.
+// the calling goroutine, once per peer, with no lock held. A connection
+// whose handshake is completing as Broadcast runs gets the message too,
+// once its peer exists (filter then runs on the goroutine serving the
+// upgrade), and is not counted in sent. The error is about encoding (the
+// message is sent to nobody), or ctx ending, which stops the broadcast
+// part way.
 func (s *Server) Broadcast(ctx context.Context, method string, params any, filter func(*Peer) bool) (sent int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -72,7 +75,20 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	if int64(len(msg)) > s.cfg.MaxMessageSize {
 		return 0, fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(msg), s.cfg.MaxMessageSize)
 	}
-	for p := range s.Peers() {
+	s.mu.Lock()
+	peers := make([]*Peer, 0, len(s.peers))
+	for p := range s.peers {
+		peers = append(peers, p)
+	}
+	// Connections whose handshake is completing get it once connected:
+	// their clients may have seen the handshake complete already.
+	for u := range s.upgrades {
+		if len(u.pending) < s.cfg.MaxOutbound {
+			u.pending = append(u.pending, pendingBroadcast{msg, filter})
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range peers {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}

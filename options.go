@@ -135,8 +135,10 @@ type Options struct {
 	// memory grows with the broadcasts in flight, not with the peers.
 	// Default 1024. Server only.
 	MaxOutbound int
-	// OnConnect runs when a Server's peer is connected, before it reads
-	// its first message. Server only.
+	// OnConnect runs when a Server's peer is connected. The peer reads
+	// already, so OnConnect may call it (with any context) to ask who it
+	// is; the requests and notifications the other side sends wait until
+	// OnConnect has returned. Server only.
 	OnConnect func(p *Peer)
 	// OnDisconnect runs when a Server's peer has ended and all its
 	// goroutines have returned. Server only.

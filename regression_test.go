@@ -113,3 +113,58 @@ func TestCloseFromOwnHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestCallFromOnConnect: OnConnect may call the new peer with any context
+// (here one with a deadline) to ask who it is, and a request the client
+// sends at once waits until OnConnect has returned, so its handler sees
+// what OnConnect set. On e64ff61 OnConnect ran before the peer read
+// anything: such a call blocked the upgrade until its context ended
+// (context.Background only worked through a special path).
+func TestCallFromOnConnect(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "hello", func(ctx context.Context, _ any) (string, error) {
+		name, _ := PeerFromContext(ctx).Identity().(string)
+		return "hello, " + name, nil
+	})
+	onConnectErr := make(chan error, 8)
+	s := appServe(t, &Options{Methods: m, OnConnect: func(p *Peer) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		name, err := Call[string](ctx, p, "client.name", nil)
+		p.SetIdentity(name)
+		onConnectErr <- err
+	}})
+	for i := range 5 {
+		cm := NewMethods()
+		Register(cm, "client.name", func(context.Context, any) (string, error) { return "ada", nil })
+		c := appDial(t, s.ws, &Options{Methods: cm})
+		got, err := Call[string](context.Background(), c, "hello", nil)
+		require.NoError(t, err, "round %d", i)
+		require.Equal(t, "hello, ada", got, "round %d: the request ran before OnConnect returned", i)
+		require.NoError(t, rsWait(t, onConnectErr, "OnConnect's call"))
+	}
+}
+
+// TestBroadcastReachesJustConnected: a client whose handshake has completed
+// gets every broadcast started after that, even one that races the
+// server's bookkeeping of the new peer. On e64ff61 the 101 went out before
+// the peer joined the server's set: a broadcast right after another
+// client's Dial returned skipped it in 3 of 35 rounds.
+func TestBroadcastReachesJustConnected(t *testing.T) {
+	t.Parallel()
+	s := appServe(t, &Options{})
+	for round := range 50 {
+		got := make(chan int, 1)
+		cm := NewMethods()
+		Register(cm, "news", func(_ context.Context, p [1]int) (any, error) {
+			got <- p[0]
+			return nil, nil
+		})
+		c := appDial(t, s.ws, &Options{Methods: cm})
+		_, err := s.Broadcast(context.Background(), "news", []int{round}, nil)
+		require.NoError(t, err)
+		require.Equal(t, round, rsWait(t, got, "the broadcast"), "round %d", round)
+		c.Close()
+	}
+}

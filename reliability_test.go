@@ -998,7 +998,7 @@ func rsAcceptPipe(t *testing.T, opts *Options) (*Peer, net.Conn, *bufio.Reader) 
 		}
 		handshake <- resp.StatusCode
 	}()
-	p, err := accept(w, req, opts.config())
+	p, err := accept(w, req, opts.config(), nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, <-handshake)
 	p.start()

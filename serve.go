@@ -85,6 +85,10 @@ type serving struct {
 	// reader.
 	room chan struct{}
 
+	// gated: inbound work waits in the queues, served by nobody, until
+	// the gate opens (a Server's OnConnect is running).
+	gated bool
+
 	inflightN map[uint64]struct{} // ids of requests in progress
 	inflightS map[string]struct{}
 	draining  bool
@@ -122,6 +126,14 @@ func (p *Peer) releaseIn(in *inbound) {
 		p.mu.Lock()
 		p.unholdWork(in.size)
 		p.mu.Unlock()
+	}
+	in.release()
+}
+
+// releaseInLocked is releaseIn with p.mu held.
+func (p *Peer) releaseInLocked(in *inbound) {
+	if in.size > 0 {
+		p.unholdWork(in.size)
 	}
 	in.release()
 }
@@ -413,7 +425,7 @@ func (p *Peer) decide(in *inbound) admission {
 	over := in.over && p.held > p.cfg.MaxPeerBytes && p.held > in.size
 	if isNote(in) {
 		switch {
-		case !p.noting:
+		case !p.noting && !p.gated:
 			p.noting = true
 			return admitInline
 		case len(p.notes) < p.cfg.MaxNotifications && !over:
@@ -432,7 +444,7 @@ func (p *Peer) decide(in *inbound) admission {
 	}
 	switch {
 	case over:
-	case p.running < p.cfg.MaxHandlers:
+	case p.running < p.cfg.MaxHandlers && !p.gated:
 		p.running++
 		return admitInline
 	case len(p.queue) < p.cfg.MaxQueued:
@@ -445,6 +457,36 @@ func (p *Peer) decide(in *inbound) admission {
 	}
 	p.refused.Store(!over)
 	return admitBusy
+}
+
+// gate holds inbound work in the queues (on), or serves what waits there
+// and lets work in again (off).
+func (p *Peer) gate(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gated = on
+	if on {
+		return
+	}
+	for p.running < p.cfg.MaxHandlers && len(p.queue) > 0 && !p.closing {
+		in := p.popQueue()
+		p.running++
+		if !p.launch(func() { p.serveQueue(in) }) {
+			p.running--
+			p.releaseInLocked(in)
+		}
+	}
+	if !p.noting && len(p.notes) > 0 && !p.closing {
+		in := p.notes[0]
+		p.notes[0] = nil
+		p.notes = p.notes[1:]
+		p.noting = true
+		if !p.launch(func() { p.serveNotes(in) }) {
+			p.noting = false
+			p.releaseInLocked(in)
+		}
+	}
+	p.wakeReader()
 }
 
 // unadmit gives back what admission gave inline work: the notification

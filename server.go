@@ -54,7 +54,7 @@ func (e *HTTPError) Error() string { return e.Message }
 // Options.Authenticate. A refused request gets a 4xx response and Accept
 // returns an error; no Peer is created.
 func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Peer, error) {
-	p, err := accept(w, r, opts.config())
+	p, err := accept(w, r, opts.config(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Peer, error
 	return p, nil
 }
 
-func accept(w http.ResponseWriter, r *http.Request, cfg *config) (*Peer, error) {
+// accept is Accept without starting the peer. beforeUpgrade, if not nil,
+// runs once the request is accepted, just before the 101 response goes
+// out.
+func accept(w http.ResponseWriter, r *http.Request, cfg *config, beforeUpgrade func()) (*Peer, error) {
 	if status, err := checkUpgrade(r, cfg); err != nil {
 		http.Error(w, err.Error(), status)
 		return nil, err
@@ -71,7 +74,7 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config) (*Peer, error) 
 	if err != nil {
 		return nil, err
 	}
-	hr := &hijackRecorder{ResponseWriter: w}
+	hr := &hijackRecorder{ResponseWriter: w, before: beforeUpgrade}
 	c, err := websocket.Accept(hr, r, &websocket.AcceptOptions{
 		OriginPatterns:     cfg.OriginPatterns,
 		InsecureSkipVerify: cfg.InsecureAllowAnyOrigin,
@@ -90,9 +93,13 @@ type hijackRecorder struct {
 	http.ResponseWriter
 	conn   net.Conn
 	frames *frameConn
+	before func() // runs before the hijack flushes the 101 response
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if h.before != nil {
+		h.before()
+	}
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return c, brw, err
@@ -206,6 +213,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	peers     map[*Peer]struct{}
+	upgrades  map[*upgrade]struct{} // connections whose 101 is going out
 	upgrading int
 	posting   int // POST requests in progress
 	closing   bool
@@ -215,7 +223,7 @@ type Server struct {
 // NewServer returns a Server configured by opts (nil for defaults).
 func NewServer(opts *Options) *Server {
 	cfg := opts.config()
-	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}}
+	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}, upgrades: map[*upgrade]struct{}{}}
 }
 
 // ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
@@ -262,10 +270,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.upgrading++
 	s.mu.Unlock()
 
-	p, err := accept(w, r, s.cfg)
+	// From just before the 101 goes out, broadcasts are kept for this
+	// connection (u), so that it gets every broadcast started after its
+	// client saw the handshake complete.
+	u := &upgrade{}
+	p, err := accept(w, r, s.cfg, func() {
+		s.mu.Lock()
+		s.upgrades[u] = struct{}{}
+		s.mu.Unlock()
+	})
 
 	s.mu.Lock()
 	s.upgrading--
+	delete(s.upgrades, u)
 	if err != nil {
 		s.mu.Unlock()
 		s.cfg.log.Debug("wsrpc: upgrade refused", "remote", r.RemoteAddr, "err", err)
@@ -281,12 +298,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.ID() // numbered as it connects, before anyone can look it up
 	s.peers[p] = struct{}{}
 	p.onFinish = s.remove
+	pending := u.pending
 	s.mu.Unlock()
+	for _, b := range pending {
+		if b.filter == nil || b.filter(p) {
+			p.enqueue(b.msg)
+		}
+	}
 
+	// The peer reads from the start, so that calls made in OnConnect get
+	// their answers; what the other side sends waits until OnConnect has
+	// returned.
+	p.gate(true)
+	p.start()
 	if s.cfg.OnConnect != nil {
 		s.cfg.OnConnect(p)
 	}
-	p.start()
+	p.gate(false)
+}
+
+// upgrade is a connection completing its handshake: the broadcasts it is
+// to get once its peer exists.
+type upgrade struct {
+	pending []pendingBroadcast
+}
+
+type pendingBroadcast struct {
+	msg    []byte
+	filter func(*Peer) bool
 }
 
 func (s *Server) remove(p *Peer) {

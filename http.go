@@ -323,14 +323,7 @@ func (c *HTTPClient) post(ctx context.Context, body []byte) ([]byte, error) {
 	case http.StatusNoContent, http.StatusAccepted:
 		return nil, nil
 	}
-	msg := string(bytes.TrimSpace(out))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
-	}
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
-	}
-	return nil, fmt.Errorf("wsrpc: POST %s: HTTP %d: %w", c.url, resp.StatusCode, &HTTPError{Status: resp.StatusCode, Message: msg})
+	return nil, fmt.Errorf("wsrpc: POST %s: HTTP %d: %w", c.url, resp.StatusCode, newHTTPError(resp.StatusCode, out))
 }
 
 // parseResponse parses b as one response object.

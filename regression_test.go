@@ -2,6 +2,8 @@ package wsrpc
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -167,4 +169,35 @@ func TestBroadcastReachesJustConnected(t *testing.T) {
 		require.Equal(t, round, rsWait(t, got, "the broadcast"), "round %d", round)
 		c.Close()
 	}
+}
+
+// TestDialRefusalIsHTTPError: a handshake the server refuses returns an
+// error that errors.As matches as an *HTTPError, with the status and the
+// refusal's text, and a server that is down does not: a reconnect loop
+// stops on a bad token and retries on a network error. On e64ff61 the
+// dialer got only the string "expected handshake response status code
+// 101 but got 401".
+func TestDialRefusalIsHTTPError(t *testing.T) {
+	t.Parallel()
+	s := appServe(t, &Options{Authenticate: func(r *http.Request) (any, error) {
+		if r.Header.Get("Authorization") != "Bearer good" {
+			return nil, &HTTPError{Status: http.StatusUnauthorized, Message: "bad token"}
+		}
+		return "ok", nil
+	}})
+	_, err := Dial(context.Background(), s.ws, &Options{HTTPHeader: http.Header{"Authorization": {"Bearer bad"}}})
+	var he *HTTPError
+	require.ErrorAs(t, err, &he)
+	require.Equal(t, http.StatusUnauthorized, he.Status)
+	require.Equal(t, "bad token", he.Message)
+	p := appDial(t, s.ws, &Options{HTTPHeader: http.Header{"Authorization": {"Bearer good"}}})
+	require.NoError(t, p.Err())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, err = Dial(context.Background(), "ws://"+addr+"/", nil)
+	require.Error(t, err)
+	require.False(t, errors.As(err, &he), "a network failure is not a refusal: %v", err)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"iter"
 	"net"
 	"net/http"
@@ -17,7 +19,11 @@ import (
 )
 
 // Dial connects to the WebSocket JSON-RPC endpoint at url and returns the
-// Peer. ctx bounds the handshake only; the connection outlives it.
+// Peer. ctx bounds the handshake only; the connection outlives it. A
+// server that refuses the handshake (Authenticate, Host or Origin checks,
+// 429, 503) makes Dial return an error wrapping an *HTTPError with the
+// status and the server's message, which errors.As tells apart from a
+// network failure: a reconnect loop stops on 401 and retries on the rest.
 func Dial(ctx context.Context, url string, opts *Options) (*Peer, error) {
 	cfg := opts.config()
 	client, frames := cfg.HTTPClient, func() *frameConn { return nil }
@@ -26,11 +32,14 @@ func Dial(ctx context.Context, url string, opts *Options) (*Peer, error) {
 			client, frames = fc, conn
 		}
 	}
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPHeader: cfg.HTTPHeader,
 		HTTPClient: client,
 	})
 	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, fmt.Errorf("wsrpc: dial %s: HTTP %d: %w", url, resp.StatusCode, refusalOf(resp))
+		}
 		return nil, err
 	}
 	p := newPeer(newWSTransport(c, nil, frames(), cfg), cfg, nil, nil)
@@ -46,6 +55,30 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string { return e.Message }
+
+// refusalOf makes an *HTTPError of a refused request's response: its status
+// and the start of its body (coder/websocket keeps the first KiB).
+func refusalOf(resp *http.Response) *HTTPError {
+	var b []byte
+	if resp.Body != nil {
+		b, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+	}
+	return newHTTPError(resp.StatusCode, b)
+}
+
+// newHTTPError is the *HTTPError for a response with status and body: the
+// body, trimmed and cut to 200 bytes, or the status text.
+func newHTTPError(status int, body []byte) *HTTPError {
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	return &HTTPError{Status: status, Message: msg}
+}
 
 // Accept upgrades an HTTP request to a WebSocket connection and returns its
 // Peer, started. Before the upgrade it checks, in order: the Host header

@@ -227,12 +227,14 @@ func readAll(b []byte, r io.Reader) ([]byte, error) {
 // ---- in-memory transport ----
 
 // pipeEnd is one end of an in-memory transport pair: messages go through
-// buffered channels, like a socket with a small send buffer. Tests use it to
-// run peers without sockets (and under testing/synctest); benchmarks use it
-// to measure wsrpc without the network.
+// buffered channels, like a socket with a small send buffer. Pipe gives
+// users a pair; tests use it to run peers without sockets (and under
+// testing/synctest); benchmarks use it to measure wsrpc without the
+// network.
 type pipeEnd struct {
 	in, out chan []byte
 	shared  *pipeShared
+	maxMsg  int64 // a longer message closes the pipe with 1009 (0: no limit)
 	// deaf makes ping on the other end wait for ever, as a peer that
 	// stopped answering.
 	deaf atomic.Bool
@@ -259,6 +261,10 @@ func newPipe(buffer int) (*pipeEnd, *pipeEnd) {
 func (p *pipeEnd) readMessage(buf []byte, reserve func(int64) error) ([]byte, error) {
 	select {
 	case m := <-p.in:
+		if p.maxMsg > 0 && int64(len(m)) > p.maxMsg {
+			p.close(websocket.StatusMessageTooBig, "message too big")
+			return buf[:0], errors.Join(ErrMessageTooBig, p.shared.err)
+		}
 		if err := reserve(int64(len(m))); err != nil {
 			return buf[:0], err
 		}

@@ -6,7 +6,9 @@
 // ([Options.Methods]) to the other side, keeps its own pending calls, and
 // can call, notify and batch. A Peer comes from [Dial] (client), [Accept]
 // (inside any http.Handler), a [Server] (an http.Handler that accepts and
-// tracks peers), or [NewPeer] over an established *websocket.Conn.
+// tracks peers), [NewPeer] over an established *websocket.Conn, or [Pipe],
+// which connects two peers in memory for tests. A [Key] keeps a typed
+// value per connection (a session, a user), set and read on the peer.
 //
 // # Calls and notifications
 //
@@ -255,6 +257,8 @@ package wsrpc
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)
 //	http.go       JSON-RPC over HTTP POST: the server side and HTTPClient
 //	broadcast.go  Server.Broadcast and each peer's outbound queue
+//	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
+//	key.go        Key: typed per-connection values
 //	middleware.go, guard.go, descriptor.go, errors.go, options.go: as named
 //
 // A message in: a reader (read.go: readLoop, or a caller in readFor) calls

@@ -395,3 +395,53 @@ func ExampleHTTPClient() {
 	// 42 <nil> true
 	// 200 OK
 }
+
+// Pipe connects two peers in memory, to unit-test handlers and the calls
+// they make back without a server or a socket.
+func ExamplePipe() {
+	server := wsrpc.NewMethods()
+	wsrpc.Register(server, "greet", func(ctx context.Context, _ any) (string, error) {
+		// A handler calling back the peer that called it.
+		name, err := wsrpc.Call[string](ctx, wsrpc.PeerFromContext(ctx), "client.name", nil)
+		return "hello, " + name, err
+	})
+	client := wsrpc.NewMethods()
+	wsrpc.Register(client, "client.name", func(context.Context, any) (string, error) { return "ada", nil })
+
+	c, s := wsrpc.Pipe(&wsrpc.Options{Methods: client}, &wsrpc.Options{Methods: server})
+	defer s.Close()
+	defer c.Close()
+	greeting, err := wsrpc.Call[string](context.Background(), c, "greet", nil)
+	fmt.Println(greeting, err)
+	// Output: hello, ada <nil>
+}
+
+// A Key keeps a typed value per connection: here the user a login handler
+// found, read by the handlers that come after it on the same connection.
+func ExampleKey() {
+	user := wsrpc.NewKey[string]("user")
+	m := wsrpc.NewMethods()
+	wsrpc.Register(m, "login", func(ctx context.Context, name [1]string) (bool, error) {
+		user.Set(wsrpc.PeerFromContext(ctx), name[0])
+		return true, nil
+	})
+	wsrpc.Register(m, "whoami", func(ctx context.Context, _ any) (string, error) {
+		u, ok := user.Get(wsrpc.PeerFromContext(ctx))
+		if !ok {
+			return "", wsrpc.NewError(wsrpc.CodeUnauthorized, "log in first", nil)
+		}
+		return u, nil
+	})
+	c, s := wsrpc.Pipe(nil, &wsrpc.Options{Methods: m})
+	defer s.Close()
+	defer c.Close()
+	ctx := context.Background()
+	_, err := wsrpc.Call[string](ctx, c, "whoami", nil)
+	fmt.Println(err)
+	wsrpc.Call[bool](ctx, c, "login", []string{"ada"})
+	who, _ := wsrpc.Call[string](ctx, c, "whoami", nil)
+	fmt.Println(who)
+	// Output:
+	// jsonrpc error -32002: log in first
+	// ada
+}

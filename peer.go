@@ -81,6 +81,7 @@ type Peer struct {
 	closing    bool
 	err        error
 	identity   any
+	values     map[*keyID]any // key.go
 }
 
 type peerKey struct{}

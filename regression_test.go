@@ -201,3 +201,45 @@ func TestDialRefusalIsHTTPError(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.As(err, &he), "a network failure is not a refusal: %v", err)
 }
+
+// TestPipe: Pipe's peers behave as over WebSocket, limits included: a
+// message over the receiver's MaxMessageSize closes the pipe with 1009,
+// and calls fail with ErrMessageTooBig. (Issue 12, item 9: users had to
+// open sockets to test their handlers.)
+func TestPipe(t *testing.T) {
+	t.Parallel()
+	c, s := Pipe(nil, &Options{Methods: arith(), MaxMessageSize: 1 << 10})
+	defer s.Close()
+	defer c.Close()
+	n, err := Call[int](context.Background(), c, "math.sum", []int{1, 2})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	err = c.Call(context.Background(), "echo", []string{strings.Repeat("x", 2<<10)}, nil)
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, s.Err(), ErrMessageTooBig)
+}
+
+// TestKeyPerPeer: values under a Key belong to one peer; two keys of the
+// same type do not share them; a nil peer (HTTP POST) has none. (Issue 12,
+// item 10: an application kept a map[*Peer]*session by hand.)
+func TestKeyPerPeer(t *testing.T) {
+	t.Parallel()
+	a, b := Pipe(nil, nil)
+	defer a.Close()
+	defer b.Close()
+	user, role := NewKey[string]("user"), NewKey[string]("role")
+	user.Set(a, "ada")
+	got, ok := user.Get(a)
+	require.True(t, ok)
+	require.Equal(t, "ada", got)
+	_, ok = user.Get(b)
+	require.False(t, ok, "another peer")
+	_, ok = role.Get(a)
+	require.False(t, ok, "another key of the same type")
+	_, ok = user.Get(nil)
+	require.False(t, ok)
+	user.Delete(a)
+	_, ok = user.Get(a)
+	require.False(t, ok)
+	require.Equal(t, "user", user.String())
+}

@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -159,6 +160,13 @@ type config struct {
 	// smallMessage: messages under it are not charged to the byte
 	// budgets (see serve.go).
 	smallMessage int64
+	// warned: the refusal causes logged already (server.go: warnRefusal).
+	warned *warnedSet
+}
+
+type warnedSet struct {
+	mu  sync.Mutex
+	set map[string]struct{}
 }
 
 func (o *Options) config() *config {
@@ -196,6 +204,7 @@ func (o *Options) config() *config {
 		c.MaxServerBytes = DefaultMaxServerBytes
 	}
 	c.smallMessage = min(smallMessage, c.MaxPeerBytes/64)
+	c.warned = &warnedSet{set: map[string]struct{}{}}
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxOutbound, DefaultMaxOutbound)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)

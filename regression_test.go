@@ -3,9 +3,11 @@ package wsrpc
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,3 +245,43 @@ func TestKeyPerPeer(t *testing.T) {
 	require.False(t, ok)
 	require.Equal(t, "user", user.String())
 }
+
+// TestRefusalsLoggedOnce: a Host or Origin refusal, on an upgrade or a
+// POST, is logged at Warn once per cause, naming the option that would
+// allow it. On e64ff61 upgrades were refused at Debug only and POSTs
+// silently, so a server behind a reverse proxy answered 403 to everything
+// with nothing in its log.
+func TestRefusalsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	var logged strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(b)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := appServe(t, &Options{Methods: arith(), Logger: logger})
+	for range 3 {
+		req, err := http.NewRequest("POST", s.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"math.sum","params":[1,2]}`))
+		require.NoError(t, err)
+		req.Host = "chat.example.com" // as a reverse proxy forwards it
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		_, err = Dial(context.Background(), s.ws, &Options{HTTPHeader: http.Header{"Origin": {"http://localhost:3000"}}})
+		require.Error(t, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := logged.String()
+	require.Equal(t, 1, strings.Count(out, "chat.example.com"), out)
+	require.Contains(t, out, "AllowedHosts")
+	require.Equal(t, 1, strings.Count(out, "localhost:3000\n")+strings.Count(out, "origin=http://localhost:3000 "), out)
+	require.Contains(t, out, "OriginPatterns")
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

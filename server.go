@@ -168,7 +168,21 @@ var (
 
 // checkUpgrade applies the host and origin rules that coder/websocket's own
 // origin check does not cover.
+//
+// A refusal is logged at Warn, once per host or origin and config, with the
+// option that would allow it: behind a reverse proxy or a dev server,
+// everything is refused until AllowedHosts or OriginPatterns say so, and
+// the client sees only a 403.
 func checkUpgrade(r *http.Request, cfg *config) (int, error) {
+	status, err := checkHostOrigin(r, cfg)
+	if err != nil {
+		cfg.warnRefusal(r, err)
+	}
+	return status, err
+}
+
+// checkHostOrigin is checkUpgrade's decision.
+func checkHostOrigin(r *http.Request, cfg *config) (int, error) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -195,6 +209,38 @@ func checkUpgrade(r *http.Request, cfg *config) (int, error) {
 	}
 	return 0, nil
 }
+
+// warnRefusal logs a host or origin refusal, once per host or origin (at
+// most maxWarned of them per config, since they come from the network).
+func (c *config) warnRefusal(r *http.Request, err error) {
+	var what, value, hint string
+	switch err {
+	case errForbiddenHost:
+		what, value = "host", r.Host
+		hint = "Options.AllowedHosts lists the Host values to accept; behind a reverse proxy, the public host names it forwards (a loopback listener accepts only loopback names by default)"
+	case errForbiddenOrigin:
+		what, value = "origin", r.Header.Get("Origin")
+		hint = "Options.OriginPatterns lists the browser origins to accept besides the request's own host, such as a dev server's \"localhost:3000\""
+	default:
+		return
+	}
+	if c.warned == nil {
+		return
+	}
+	c.warned.mu.Lock()
+	_, seen := c.warned.set[what+" "+value]
+	full := len(c.warned.set) >= maxWarned
+	if !seen && !full {
+		c.warned.set[what+" "+value] = struct{}{}
+	}
+	c.warned.mu.Unlock()
+	if !seen && !full {
+		c.log.Warn("wsrpc: refused a request: "+what+" not allowed", what, value, "remote", r.RemoteAddr, "method", r.Method, "allow it with", hint)
+	}
+}
+
+// maxWarned bounds the refusal causes a config remembers having logged.
+const maxWarned = 100
 
 // originAllowed applies coder/websocket's origin rule (same host, or a
 // match of OriginPatterns) here, so that a cross-origin request is refused

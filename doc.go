@@ -16,7 +16,8 @@
 // same with a typed return value. [Peer.Notify] sends a notification and
 // returns once it is written. Methods are registered on a [Methods] table
 // with [Register] (typed: a JSON array maps to positional arguments, a JSON
-// object to named ones), [Methods.HandleRaw] (the raw params), or
+// object to named ones, and a missing required argument or an unknown named
+// one is an Invalid Params error), [Methods.HandleRaw] (the raw params), or
 // [Methods.Handle] (a [Handler] that sees the whole [Request]). A handler
 // reaches its peer with [PeerFromContext] — to call it back, or to read its
 // [Peer.Identity] and [Peer.HTTPRequest] (cookies, headers).

@@ -1,11 +1,13 @@
 package wsrpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -181,10 +183,19 @@ func (m *Methods) Names() []string {
 //   - a JSON object maps to named arguments: the fields of a struct P by
 //     their json tags (or the keys of a map P);
 //   - a JSON array maps to positional arguments: the exported fields of a
-//     struct P in declaration order (fewer elements leave the rest zero),
-//     the elements of a slice or array P, or, for any other P, the single
-//     element of a one-element array;
-//   - absent params leave P its zero value.
+//     struct P in declaration order, the elements of a slice or array P,
+//     or, for any other P, the single element of a one-element array;
+//   - absent params leave P its zero value (a nil pointer), unless P is a
+//     struct (not a pointer to one) with required fields.
+//
+// The arguments of a struct P are checked as a Python or JavaScript
+// callee would: a field is required unless it is a pointer, its json tag
+// has omitempty or omitzero, or its wsrpc tag says optional
+// (`wsrpc:"optional"`); a missing required argument, and a named argument
+// the struct has no field for, are answered with CodeInvalidParams naming
+// it. A struct that takes unknown named arguments (and ignores them) says
+// so with a blank field tagged `wsrpc:"extra"`: `_ struct{} "wsrpc:\"extra\""`.
+// A struct with embedded fields is checked for its own fields only.
 //
 // Params of the wrong shape or type are answered with CodeInvalidParams and
 // a message naming the offending argument, never a Go type. The result R is
@@ -206,10 +217,16 @@ func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, pa
 // paramsDecoder maps JSON params onto a P, following the rules of Register.
 type paramsDecoder[P any] struct {
 	shape  shape
-	fields []string      // json names of a struct's positional fields
-	arrLen int           // length of a Go array P
-	raw    bool          // P is json.RawMessage
-	basic  *basicDecoder // P is a basic value or a list of them
+	fields []string // json names of a struct's positional fields
+	// required[i]: fields[i] must be given; extra: unknown named
+	// arguments are accepted (a struct opted in, or has embedded fields).
+	required  []bool
+	fieldKeys [][]byte // fields, as bytes to compare keys with
+	needed    bool     // some field is required
+	extra     bool
+	arrLen    int           // length of a Go array P
+	raw       bool          // P is json.RawMessage
+	basic     *basicDecoder // P is a basic value or a list of them
 }
 
 type shape int
@@ -245,7 +262,11 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 		d.shape = shapeAny
 	case reflect.Struct:
 		d.shape = shapeStruct
-		d.fields = positionalFields(et)
+		d.fields, d.required, d.extra = structFields(et)
+		d.needed = slices.Contains(d.required, true)
+		for _, f := range d.fields {
+			d.fieldKeys = append(d.fieldKeys, []byte(f))
+		}
 	case reflect.Slice:
 		d.shape = shapeList
 		d.arrLen = -1
@@ -260,28 +281,86 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 	return d
 }
 
-// positionalFields lists the json names of t's exported fields in
-// declaration order, as encoding/json would name them.
-func positionalFields(t reflect.Type) []string {
-	var names []string
+// structFields lists the json names of t's exported fields in declaration
+// order, as encoding/json would name them, whether each is a required
+// argument, and whether t accepts named arguments it has no field for.
+func structFields(t reflect.Type) (names []string, required []bool, extra bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		wtag := f.Tag.Get("wsrpc")
+		if f.Name == "_" && wtag == "extra" {
+			extra = true
+		}
+		if f.Anonymous {
+			extra = true // promoted fields: not checked
+		}
+		if !f.IsExported() || f.Anonymous {
 			continue
 		}
-		name := f.Name
+		name, optional := f.Name, f.Type.Kind() == reflect.Pointer || wtag == "optional"
 		if tag, ok := f.Tag.Lookup("json"); ok {
-			n, _, _ := strings.Cut(tag, ",")
+			n, opts, _ := strings.Cut(tag, ",")
 			if n == "-" {
 				continue
 			}
 			if n != "" {
 				name = n
 			}
+			for o := range strings.SplitSeq(opts, ",") {
+				optional = optional || o == "omitempty" || o == "omitzero"
+			}
 		}
 		names = append(names, name)
+		required = append(required, !optional)
 	}
-	return names
+	return names, required, extra
+}
+
+// checkNamed checks the named arguments of the JSON object obj against a
+// struct's fields: each must name a field (matched as encoding/json
+// matches, case folded), unless extra, and every required field must be
+// named.
+func (d *paramsDecoder[P]) checkNamed(obj []byte) error {
+	var given [64]bool
+	seen := given[:0]
+	if len(d.fields) > len(given) {
+		seen = make([]bool, 0, len(d.fields))
+	}
+	seen = seen[:len(d.fields)]
+	err := eachMember(obj, func(key []byte) error {
+		for i, f := range d.fieldKeys {
+			if bytes.Equal(f, key) || bytes.EqualFold(f, key) {
+				seen[i] = true
+				return nil
+			}
+		}
+		if d.extra {
+			return nil
+		}
+		return &Error{Code: CodeInvalidParams, Message: "invalid params: unknown argument " + strconv.Quote(string(key))}
+	})
+	if err != nil {
+		return err
+	}
+	for i, req := range d.required {
+		if req && !seen[i] {
+			return missingArgument(d.fields[i])
+		}
+	}
+	return nil
+}
+
+func missingArgument(name string) error {
+	return &Error{Code: CodeInvalidParams, Message: "invalid params: missing argument " + strconv.Quote(name)}
+}
+
+// checkNone is the check for absent params: an error if an argument is
+// required.
+func (d *paramsDecoder[P]) checkNone() error {
+	if d.shape == shapeStruct && d.needed && reflect.TypeFor[P]().Kind() != reflect.Pointer {
+		return missingArgument(d.fields[slices.Index(d.required, true)])
+	}
+	return nil
 }
 
 var errParamsShape = &Error{Code: CodeInvalidParams, Message: "invalid params"}
@@ -289,7 +368,7 @@ var errParamsShape = &Error{Code: CodeInvalidParams, Message: "invalid params"}
 func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 	params := req.Params
 	if len(params) == 0 || string(params) == "null" {
-		return nil
+		return d.checkNone()
 	}
 	if !sameSlice(params, req.scanned) && !validJSON(params) {
 		return errParamsShape
@@ -309,6 +388,11 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 	case shapeStruct:
 		if isArray {
 			return d.decodePositional(params, p, codec)
+		}
+		if params[0] == '{' {
+			if err := d.checkNamed(params); err != nil {
+				return err
+			}
 		}
 	case shapeList:
 		if !isArray {
@@ -350,6 +434,11 @@ func (d *paramsDecoder[P]) decodePositional(params []byte, p *P, codec Codec) er
 	elems := splitArray(make([][]byte, 0, len(d.fields)), params)
 	if len(elems) > len(d.fields) {
 		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", len(d.fields), len(elems))}
+	}
+	for i := len(elems); i < len(d.required); i++ {
+		if d.required[i] {
+			return missingArgument(d.fields[i])
+		}
 	}
 	obj := make([]byte, 0, len(params)+16*len(elems))
 	obj = append(obj, '{')

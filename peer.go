@@ -54,8 +54,9 @@ type Peer struct {
 	roleFree atomic.Bool
 
 	pingTimer    *time.Timer
-	lapseTimer   *time.Timer // see readRole
-	handoffTimer *time.Timer // see readRole
+	lapseTimer   *time.Timer   // see readRole
+	lapseAfter   time.Duration // readLapse; tests make it longer (guarded by mu)
+	handoffTimer *time.Timer   // see readRole
 	// help rings a handler that waits on this peer when every handler
 	// slot is taken by such handlers and requests are queued (serve.go).
 	help chan struct{}
@@ -128,6 +129,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 	p.writeWatch = newWatchdog(cfg.WriteTimeout, func() {
 		p.fail(fmt.Errorf("wsrpc: write did not complete within %v", cfg.WriteTimeout))
 	})
+	p.lapseAfter = readLapse
 	p.lapseTimer = time.AfterFunc(time.Hour, p.lapse)
 	p.lapseTimer.Stop()
 	p.handoffTimer = time.AfterFunc(time.Hour, p.handoffCheck)

@@ -58,7 +58,7 @@ func (p *Peer) roleStepLocked(ev roleEvent, gen uint32, pending bool) roleAction
 	p.roleFree.Store(p.role.holder == roleNone)
 	if p.role.armLapse {
 		p.role.armLapse = false
-		p.lapseTimer.Reset(readLapse)
+		p.lapseTimer.Reset(p.lapseAfter)
 	}
 	if p.role.armHandoff {
 		p.role.armHandoff = false

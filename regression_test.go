@@ -2,6 +2,7 @@ package wsrpc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -285,3 +286,61 @@ func TestRefusalsLoggedOnce(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestStrictArguments: a struct's arguments are checked as a Python or
+// JavaScript callee would: a missing required argument and an unknown named
+// one get CodeInvalidParams naming it; pointers, omitempty and
+// `wsrpc:"optional"` fields are optional; a blank `wsrpc:"extra"` field
+// lets unknown names through. On e64ff61 subtract [42] answered 42, and []
+// or {} answered 0 (issue 12, item 6).
+func TestStrictArguments(t *testing.T) {
+	t.Parallel()
+	type sub struct {
+		Minuend    float64 `json:"minuend"`
+		Subtrahend float64 `json:"subtrahend"`
+	}
+	type opts struct {
+		_     struct{} `wsrpc:"extra"`
+		Need  int      `json:"need"`
+		Ptr   *int     `json:"ptr"`
+		Empty string   `json:"empty,omitempty"`
+		Opt   bool     `json:"opt" wsrpc:"optional"`
+	}
+	m := NewMethods()
+	Register(m, "subtract", func(_ context.Context, a sub) (float64, error) { return a.Minuend - a.Subtrahend, nil })
+	Register(m, "opts", func(_ context.Context, a opts) (int, error) { return a.Need, nil })
+	c, s := Pipe(nil, &Options{Methods: m})
+	defer s.Close()
+	defer c.Close()
+	ctx := context.Background()
+	for params, want := range map[string]string{
+		`[42]`:                         `missing argument "subtrahend"`,
+		`[]`:                           `missing argument "minuend"`,
+		`{}`:                           `missing argument "minuend"`,
+		"":                             `missing argument "minuend"`, // no params
+		`{"minuend":42}`:               `missing argument "subtrahend"`,
+		`{"minuend":42,"bogus":1}`:     `unknown argument "bogus"`,
+		`{"minuend":1,"subtrahend":2}`: "",
+		`[5,3]`:                        "",
+	} {
+		var got float64
+		var p any
+		if params != "" {
+			p = json.RawMessage(params)
+		}
+		err := c.Call(ctx, "subtract", p, &got)
+		if want == "" {
+			require.NoError(t, err, params)
+			continue
+		}
+		var e *Error
+		require.ErrorAs(t, err, &e, params)
+		require.Equal(t, int64(CodeInvalidParams), e.Code, params)
+		require.Contains(t, e.Message, want, params)
+	}
+	n, err := Call[int](ctx, c, "opts", json.RawMessage(`{"need":3,"anything":true}`))
+	require.NoError(t, err, "optional fields may be left out; extra lets unknown names through")
+	require.Equal(t, 3, n)
+	_, err = Call[int](ctx, c, "opts", json.RawMessage(`{"ptr":1}`))
+	require.ErrorContains(t, err, `missing argument "need"`)
+}

@@ -2,6 +2,7 @@ package wsrpc
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"unicode/utf8"
 )
@@ -326,4 +327,33 @@ func skipString(b []byte, i int) int {
 		j = q + 1
 	}
 	return len(b)
+}
+
+// eachMember calls f with the key of each member of the JSON object obj,
+// which must already be valid JSON, stopping at the first error f returns.
+// A key with escapes is unescaped first; f must not keep key.
+func eachMember(obj []byte, f func(key []byte) error) error {
+	i := skipSpace(obj, 1)
+	for i < len(obj) && obj[i] == '"' {
+		end := skipString(obj, i)
+		key := obj[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			if json.Unmarshal(obj[i:end], &k) != nil {
+				return errParamsShape
+			}
+			key = []byte(k)
+		}
+		if err := f(key); err != nil {
+			return err
+		}
+		i = skipSpace(obj, end) // at ':'
+		i = skipSpace(obj, i+1) // at the value
+		i = skipSpace(obj, skipValue(obj, i))
+		if i >= len(obj) || obj[i] != ',' {
+			return nil
+		}
+		i = skipSpace(obj, i+1)
+	}
+	return nil
 }

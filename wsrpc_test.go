@@ -104,8 +104,8 @@ func TestParamsMapping(t *testing.T) {
 		Name  string `json:"name"`
 		Count int    `json:"count,omitempty"`
 		skip  int
-		Other bool `json:"-"`
-		Last  []int
+		Other bool  `json:"-"`
+		Last  []int `wsrpc:"optional"`
 	}
 	m := NewMethods()
 	Register(m, "s", func(_ context.Context, a args) (string, error) {
@@ -119,7 +119,7 @@ func TestParamsMapping(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{`{"jsonrpc":"2.0","id":1,"method":"s","params":["x",3,[1]]}`, `{"jsonrpc":"2.0","id":1,"result":"x/3/[1]"}`},
 		{`{"jsonrpc":"2.0","id":2,"method":"s","params":{"name":"y"}}`, `{"jsonrpc":"2.0","id":2,"result":"y/0/[]"}`},
-		{`{"jsonrpc":"2.0","id":3,"method":"s"}`, `{"jsonrpc":"2.0","id":3,"result":"/0/[]"}`},
+		{`{"jsonrpc":"2.0","id":3,"method":"s","params":{"Name":"z","last":[2]}}`, `{"jsonrpc":"2.0","id":3,"result":"z/0/[2]"}`},
 		{`{"jsonrpc":"2.0","id":4,"method":"s","params":["x"]}`, `{"jsonrpc":"2.0","id":4,"result":"x/0/[]"}`},
 		{`{"jsonrpc":"2.0","id":5,"method":"scalar","params":[21]}`, `{"jsonrpc":"2.0","id":5,"result":42}`},
 		{`{"jsonrpc":"2.0","id":6,"method":"arr","params":[1,2]}`, `{"jsonrpc":"2.0","id":6,"result":3}`},
@@ -130,14 +130,19 @@ func TestParamsMapping(t *testing.T) {
 	}
 
 	bad := []string{
-		`{"jsonrpc":"2.0","id":1,"method":"s","params":["x",3,[1],4]}`, // too many
-		`{"jsonrpc":"2.0","id":1,"method":"s","params":[5]}`,           // wrong type
-		`{"jsonrpc":"2.0","id":1,"method":"s","params":{"name":5}}`,    // wrong type
-		`{"jsonrpc":"2.0","id":1,"method":"scalar","params":{"n":1}}`,  // object for positional
-		`{"jsonrpc":"2.0","id":1,"method":"scalar","params":[1,2]}`,    // too many
-		`{"jsonrpc":"2.0","id":1,"method":"arr","params":[1,2,3]}`,     // too many
-		`{"jsonrpc":"2.0","id":1,"method":"arr","params":{"a":1}}`,     // object for list
-		`{"jsonrpc":"2.0","id":1,"method":"map","params":[1]}`,         // array for named
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":["x",3,[1],4]}`,          // too many
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":[5]}`,                    // wrong type
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":{"name":5}}`,             // wrong type
+		`{"jsonrpc":"2.0","id":1,"method":"scalar","params":{"n":1}}`,           // object for positional
+		`{"jsonrpc":"2.0","id":1,"method":"scalar","params":[1,2]}`,             // too many
+		`{"jsonrpc":"2.0","id":1,"method":"arr","params":[1,2,3]}`,              // too many
+		`{"jsonrpc":"2.0","id":1,"method":"arr","params":{"a":1}}`,              // object for list
+		`{"jsonrpc":"2.0","id":1,"method":"map","params":[1]}`,                  // array for named
+		`{"jsonrpc":"2.0","id":1,"method":"s"}`,                                 // "name" missing
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":[]}`,                     // "name" missing
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":{}}`,                     // "name" missing
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":{"count":1}}`,            // "name" missing
+		`{"jsonrpc":"2.0","id":1,"method":"s","params":{"name":"x","bogus":1}}`, // unknown
 	}
 	for _, in := range bad {
 		out := exchange(t, raw, in)

@@ -8,13 +8,14 @@ import (
 	"github.com/coder/websocket"
 )
 
-// This file sends to a Server's peers without waiting for any of them. A
-// broadcast is encoded once; the same bytes go into a bounded outbound queue
-// per peer, which a goroutine drains with the peer's ordinary writes (so
-// Options.WriteTimeout holds). The goroutine exists only while its queue is
-// not empty: an idle peer keeps its one reading goroutine and nothing more.
-// A peer whose queue overflows does not read fast enough: it is closed with
-// status 1008, and the other peers never wait for it.
+// This file sends to a Server's peers. A broadcast is encoded once; the
+// same bytes go into a bounded outbound queue per peer (Options.MaxOutbound
+// messages, Options.MaxPeerBytes bytes), which a goroutine drains with the
+// peer's ordinary writes (so Options.WriteTimeout holds). The goroutine
+// exists only while its queue is not empty: an idle peer keeps its one
+// reading goroutine and nothing more. When a peer's queue is full,
+// Options.SlowPeers decides: Broadcast waits for room (the default), drops
+// the message for that peer, or closes it with status 1008.
 
 // peerIDs numbers peers, process-wide.
 var peerIDs atomic.Uint64
@@ -47,33 +48,59 @@ func (s *Server) Peer(id uint64) *Peer {
 	return nil
 }
 
+// SlowPeerPolicy says what Broadcast does for a peer whose outbound queue
+// is full (Options.SlowPeers).
+type SlowPeerPolicy int
+
+const (
+	// SlowPeerWait waits for room in the peer's queue, bounded by
+	// Broadcast's context: a burst of broadcasts is slowed down to the
+	// pace of the slowest reader instead of cutting it off. A peer that
+	// stops reading altogether is closed by Options.WriteTimeout, and
+	// Broadcast goes on. The default.
+	SlowPeerWait SlowPeerPolicy = iota
+	// SlowPeerDrop leaves that peer out of this broadcast (counted in
+	// BroadcastResult.Dropped); it gets the next ones that fit.
+	SlowPeerDrop
+	// SlowPeerClose closes that peer with status 1008 (policy violation),
+	// counted in BroadcastResult.Closed.
+	SlowPeerClose
+)
+
+// BroadcastResult says what a Broadcast did.
+type BroadcastResult struct {
+	Sent    int // peers the message was queued for
+	Dropped int // peers it was not queued for, their queues full (SlowPeerDrop)
+	Closed  int // peers closed, their queues full (SlowPeerClose)
+}
+
 // Broadcast sends the notification method with params to every connected
-// peer for which filter returns true (every peer when filter is nil), and
-// returns how many it was queued for. It never waits for a peer: params are
-// encoded once (with Options.Codec), and the same message is added to each
-// peer's outbound queue, which the peer sends on its own, in order. A peer
-// that already has Options.MaxOutbound messages waiting is closed with
-// status 1008 (policy violation) instead, and is not counted; so are
-// peers that are closing.
+// peer for which filter returns true (every peer when filter is nil).
+// params are encoded once (with Options.Codec), and the same message is
+// added to each peer's outbound queue, which the peer sends on its own, in
+// order; Broadcast returns when the message is queued, not written. A peer
+// whose queue is full is treated as Options.SlowPeers says: by default
+// Broadcast waits for room, as long as ctx allows. Peers that are closing
+// are skipped.
 //
 // Broadcasts reach each peer in the order they were made; they are not
 // ordered with the peer's other messages (calls, Notify). filter runs on
 // the calling goroutine, once per peer, with no lock held. A connection
 // whose handshake is completing as Broadcast runs gets the message too,
 // once its peer exists (filter then runs on the goroutine serving the
-// upgrade), and is not counted in sent. The error is about encoding (the
-// message is sent to nobody), or ctx ending, which stops the broadcast
-// part way.
-func (s *Server) Broadcast(ctx context.Context, method string, params any, filter func(*Peer) bool) (sent int, err error) {
+// upgrade), and is not counted. The error is about encoding (the message
+// is sent to nobody), or ctx ending, which stops the broadcast part way:
+// the result counts the peers done by then.
+func (s *Server) Broadcast(ctx context.Context, method string, params any, filter func(*Peer) bool) (res BroadcastResult, err error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return res, err
 	}
 	msg := appendNotificationHead(nil, method)
 	if msg, err = appendParams(msg, params, s.cfg.Codec); err != nil {
-		return 0, fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
+		return res, fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
 	}
 	if int64(len(msg)) > s.cfg.MaxMessageSize {
-		return 0, fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(msg), s.cfg.MaxMessageSize)
+		return res, fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(msg), s.cfg.MaxMessageSize)
 	}
 	s.mu.Lock()
 	peers := make([]*Peer, 0, len(s.peers))
@@ -90,56 +117,113 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	s.mu.Unlock()
 	for _, p := range peers {
 		if err := ctx.Err(); err != nil {
-			return sent, err
+			return res, err
 		}
 		if filter != nil && !filter(p) {
 			continue
 		}
-		if p.enqueue(msg) {
-			sent++
+		if err := s.deliver(ctx, p, msg, &res); err != nil {
+			return res, err
 		}
 	}
-	return sent, nil
+	return res, nil
+}
+
+// deliver queues msg for p, following Options.SlowPeers if p's queue is
+// full, and counts the outcome in res. It fails only when ctx ends while it
+// waits for room.
+func (s *Server) deliver(ctx context.Context, p *Peer, msg []byte, res *BroadcastResult) error {
+	for {
+		queued, room := p.offer(msg)
+		switch {
+		case queued:
+			res.Sent++
+		case room == nil: // closing
+		case s.cfg.SlowPeers == SlowPeerDrop:
+			res.Dropped++
+		case s.cfg.SlowPeers == SlowPeerClose:
+			p.closeSlow()
+			res.Closed++
+		default:
+			select {
+			case <-room:
+				continue
+			case <-p.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 }
 
 // outbound is a peer's queue of broadcast messages, guarded by Peer.mu.
 type outbound struct {
-	q        [][]byte // messages waiting, shared with other peers
-	bytes    int64    // their total size
-	busy     bool     // a goroutine is draining q
-	overflow bool     // q overflowed: the peer is being closed
+	q     [][]byte // messages waiting, shared with other peers
+	bytes int64    // their total size
+	busy  bool     // a goroutine is draining q
+	// room is closed when drainOutbound takes a message, for broadcasts
+	// waiting for room; made when one waits.
+	room   chan struct{}
+	closed bool // closeSlow ran
 }
 
 // drop empties the queue of a closing peer.
-func (o *outbound) drop() { o.q, o.bytes = nil, 0 }
+func (o *outbound) drop() {
+	o.q, o.bytes = nil, 0
+	if o.room != nil {
+		close(o.room)
+		o.room = nil
+	}
+}
 
-// enqueue adds msg to the peer's outbound queue, starting the goroutine that
-// drains it if none runs. msg is shared with other peers: nobody may modify
-// it. It reports whether msg was queued: a queue over Options.MaxOutbound
-// messages or Options.MaxPeerBytes bytes closes the peer instead.
-func (p *Peer) enqueue(msg []byte) bool {
+// offer adds msg to the peer's outbound queue if there is room, starting
+// the goroutine that drains it if none runs, and reports it (queued). If
+// the queue is full (Options.MaxOutbound messages or Options.MaxPeerBytes
+// bytes) it returns a channel closed when there may be room; if the peer
+// is closing, neither. msg is shared with other peers: nobody may modify
+// it.
+func (p *Peer) offer(msg []byte) (queued bool, room <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	o := &p.out
-	if p.closing || o.overflow {
-		return false
+	if p.closing {
+		return false, nil
 	}
 	if len(o.q) >= p.cfg.MaxOutbound || o.bytes > 0 && o.bytes+int64(len(msg)) > p.cfg.MaxPeerBytes {
-		// violation waits for the closing handshake, which waits for a
-		// writer stuck on this very peer: do it on a goroutine of the
-		// peer's own, which Close waits for.
-		o.overflow = true
-		p.launch(func() {
-			p.violation(websocket.StatusPolicyViolation, "outbound queue overflow: not reading fast enough")
-		})
-		return false
+		if o.room == nil {
+			o.room = make(chan struct{})
+		}
+		return false, o.room
 	}
 	o.q = append(o.q, msg)
 	o.bytes += int64(len(msg))
 	if !o.busy {
 		o.busy = p.launch(p.drainOutbound)
 	}
-	return true
+	return true, nil
+}
+
+// enqueue is offer for a message that a full queue goes without.
+func (p *Peer) enqueue(msg []byte) bool {
+	queued, _ := p.offer(msg)
+	return queued
+}
+
+// closeSlow closes a peer whose outbound queue is full (SlowPeerClose).
+func (p *Peer) closeSlow() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.out.closed || p.closing {
+		return
+	}
+	p.out.closed = true
+	// violation waits for the closing handshake, which waits for the
+	// write in progress: on a goroutine of the peer's own, which Close
+	// waits for.
+	p.launch(func() {
+		p.violation(websocket.StatusPolicyViolation, "outbound queue overflow: not reading fast enough")
+	})
 }
 
 // drainOutbound writes the outbound queue until it is empty or the peer
@@ -158,6 +242,10 @@ func (p *Peer) drainOutbound() {
 		o.q[0] = nil
 		o.q = o.q[1:]
 		o.bytes -= int64(len(msg))
+		if o.room != nil {
+			close(o.room)
+			o.room = nil
+		}
 		p.mu.Unlock()
 		// A failed write closes the peer; the next turn sees it.
 		p.write(msg)

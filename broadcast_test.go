@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,7 +44,7 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 	require.Nil(t, s.Peer(ids[2]+1000))
 	ctx := context.Background()
 
-	n, err := s.Broadcast(ctx, "news", news{Seq: 1, Text: "all"}, nil)
+	n, err := sentOf(s.Broadcast(ctx, "news", news{Seq: 1, Text: "all"}, nil))
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	for _, ch := range got {
@@ -51,14 +52,14 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 	}
 
 	// To one peer, by id, through the filter...
-	n, err = s.Broadcast(ctx, "news", news{Seq: 2, Text: "one"}, func(p *Peer) bool { return p.ID() == ids[1] })
+	n, err = sentOf(s.Broadcast(ctx, "news", news{Seq: 2, Text: "one"}, func(p *Peer) bool { return p.ID() == ids[1] }))
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, news{Seq: 2, Text: "one"}, <-got[1])
 	// ...or by the upgrade request.
-	n, err = s.Broadcast(ctx, "news", news{Seq: 3, Text: "two"}, func(p *Peer) bool {
+	n, err = sentOf(s.Broadcast(ctx, "news", news{Seq: 3, Text: "two"}, func(p *Peer) bool {
 		return p.HTTPRequest().Header.Get("X-Index") == "2"
-	})
+	}))
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, news{Seq: 3, Text: "two"}, <-got[2])
@@ -69,18 +70,18 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 	// A closed peer is not counted.
 	p0 := s.Peer(ids[0])
 	require.NoError(t, p0.Close())
-	n, err = s.Broadcast(ctx, "news", news{Seq: 5}, func(p *Peer) bool { return p == p0 })
+	n, err = sentOf(s.Broadcast(ctx, "news", news{Seq: 5}, func(p *Peer) bool { return p == p0 }))
 	require.NoError(t, err)
 	require.Zero(t, n)
 
 	// Errors: nothing is sent.
-	_, err = s.Broadcast(ctx, "news", 42, nil)
+	_, err = sentOf(s.Broadcast(ctx, "news", 42, nil))
 	require.ErrorContains(t, err, "array or object")
-	_, err = s.Broadcast(ctx, "news", []string{strings.Repeat("x", DefaultMaxMessageSize)}, nil)
+	_, err = sentOf(s.Broadcast(ctx, "news", []string{strings.Repeat("x", DefaultMaxMessageSize)}, nil))
 	require.ErrorIs(t, err, ErrMessageTooBig)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = s.Broadcast(cctx, "news", nil, nil)
+	_, err = sentOf(s.Broadcast(cctx, "news", nil, nil))
 	require.ErrorIs(t, err, context.Canceled)
 	for _, ch := range got[1:] {
 		require.Empty(t, ch)
@@ -99,7 +100,7 @@ func TestBroadcastQueueGoroutineEnds(t *testing.T) {
 	appDial(t, s.ws, &Options{Methods: m})
 	sp := <-connected
 	for i := range 100 {
-		n, err := s.Broadcast(context.Background(), "n", []int{i}, nil)
+		n, err := sentOf(s.Broadcast(context.Background(), "n", []int{i}, nil))
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 	}
@@ -126,10 +127,10 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// One peer that stops reading must not hold up a broadcast or the other
-// peers: the broadcasts return at once, 999 peers receive every one of
-// them in order, and the one that does not read is closed with 1008 once
-// its queue overflows.
+// With SlowPeerClose, one peer that stops reading must not hold up a
+// broadcast or the other peers: the broadcasts return at once, 999 peers
+// receive every one of them in order, and the one that does not read is
+// closed with 1008 once its queue overflows.
 //
 // The clients are plain WebSocket connections: the readers only look at the
 // sequence number, so that the test's cost is the server's, and the slow
@@ -141,6 +142,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	var slowPeer atomic.Pointer[Peer]
 	srv := NewServer(&Options{
 		MaxOutbound: queue,
+		SlowPeers:   SlowPeerClose,
 		// Only the queue bound may close the slow peer here; and a
 		// Broadcast that waited for it would take this long.
 		WriteTimeout: time.Minute,
@@ -275,7 +277,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	for overflowed := false; !overflowed; rounds++ {
 		require.Less(t, rounds, 500, "the slow peer was never closed")
 		start := time.Now()
-		n, err := srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil)
+		n, err := sentOf(srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil))
 		slowest = max(slowest, time.Since(start))
 		require.NoError(t, err)
 		if n == readers {
@@ -293,7 +295,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 		waitRound(rounds)
 	}
 	// One more round after it was closed.
-	n, err := srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil)
+	n, err := sentOf(srv.Broadcast(ctx, "tick", tick{Seq: rounds, Payload: payload}, nil))
 	require.NoError(t, err)
 	require.Equal(t, readers, n)
 	waitRound(rounds)
@@ -335,4 +337,52 @@ func tickSeq(msg []byte) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// sentOf is the number of peers a broadcast was queued for.
+func sentOf(res BroadcastResult, err error) (int, error) { return res.Sent, err }
+
+// TestBroadcastBurstWaitsForReaders: by default (SlowPeerWait) a burst of
+// broadcasts is slowed to the pace of the readers, and a client that keeps
+// reading gets every one, in order, however small its queue. With
+// SlowPeerDrop the broadcasts that find a queue full skip that peer and say
+// so. On e64ff61 a burst of 3 000 closed a client that was reading
+// continuously with 1008, and the broadcasts after it reported sent = 0
+// with a nil error (issue 12, item 5).
+func TestBroadcastBurstWaitsForReaders(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []SlowPeerPolicy{SlowPeerWait, SlowPeerDrop} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			t.Parallel()
+			const burst = 3000
+			s := appServe(t, &Options{MaxOutbound: 8, SlowPeers: policy})
+			got := make(chan int, burst)
+			cm := NewMethods()
+			Register(cm, "n", func(_ context.Context, p [1]int) (any, error) {
+				got <- p[0]
+				return nil, nil
+			})
+			c := appDial(t, s.ws, &Options{Methods: cm})
+			var total BroadcastResult
+			for i := range burst {
+				res, err := s.Broadcast(context.Background(), "n", []int{i}, nil)
+				require.NoError(t, err)
+				total.Sent += res.Sent
+				total.Dropped += res.Dropped
+				total.Closed += res.Closed
+			}
+			require.Equal(t, burst, total.Sent+total.Dropped)
+			require.Zero(t, total.Closed)
+			last := -1
+			for range total.Sent {
+				n := rsWait(t, got, "a broadcast")
+				require.Greater(t, n, last, "in order")
+				last = n
+			}
+			require.NoError(t, c.Err(), "a client that reads is never closed")
+			if policy == SlowPeerWait {
+				require.Equal(t, burst, total.Sent, "every broadcast reaches it")
+			}
+		})
+	}
 }

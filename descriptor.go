@@ -159,6 +159,13 @@ func (n Notification[P]) Notify(ctx context.Context, c Caller, params P) error {
 	return c.Notify(ctx, n.name, n.shape.wire(params))
 }
 
+// Broadcast sends the notification with params to the peers of s that
+// filter selects (all when nil): Server.Broadcast for a declared
+// notification.
+func (n Notification[P]) Broadcast(ctx context.Context, s *Server, params P, filter func(*Peer) bool) (BroadcastResult, error) {
+	return s.Broadcast(ctx, n.name, n.shape.wire(params), filter)
+}
+
 // Batch adds the notification to b (a *Batch or an *HTTPBatch).
 func (n Notification[P]) Batch(b Batcher, params P) {
 	b.Notify(n.name, n.shape.wire(params))

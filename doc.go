@@ -64,9 +64,12 @@
 //
 // A [Server] knows its peers: [Server.Peers], [Server.Peer] by [Peer.ID],
 // and [Server.Broadcast], which encodes a notification once and queues it
-// for every peer a filter selects. Each peer has its own bounded outbound
-// queue ([Options.MaxOutbound]); a peer that falls that far behind is closed
-// with status 1008, and never slows the others or the broadcaster.
+// for every peer a filter selects, and says in a [BroadcastResult] how many
+// got it. Each peer has its own outbound queue, bounded in messages
+// ([Options.MaxOutbound]) and bytes ([Options.MaxPeerBytes]). When it is
+// full, [Options.SlowPeers] decides: wait for room within Broadcast's
+// context (the default), drop the message for that peer, or close it with
+// status 1008.
 //
 // # HTTP POST
 //
@@ -298,10 +301,10 @@ package wsrpc
 // Limits, and the function that enforces each: MaxMessageSize in
 // coder/websocket (SetReadLimit, conn.go) and send/Notify (call.go);
 // MaxPeerBytes and MaxServerBytes in reserve and decide (serve.go) and
-// enqueue (broadcast.go); MaxHandlers and MaxQueued in decide and
+// offer (broadcast.go); MaxHandlers and MaxQueued in decide and
 // startHelper; MaxNotifications in decide and nextNote; MaxPending in
 // acquire (call.go); MaxBatch in parseBatch (wire.go); MaxBatchResponse in
 // appendBatchAnswer (answer.go); WriteTimeout in writeCtx (write.go) and
 // admit; MessageTimeout in conn.go's watchdog (frame hooks) and readBody
 // (http.go); MaxConnections in ServeHTTP and enterPOST (server.go,
-// http.go); MaxOutbound in enqueue.
+// http.go); MaxOutbound in offer.

@@ -340,8 +340,8 @@ func ExampleServer_Broadcast() {
 		<-connected // the server has registered the peer
 	}
 
-	sent, err := srv.Broadcast(ctx, Audit.Name(), []string{"to all"}, nil)
-	fmt.Println(sent, err)
+	res, err := srv.Broadcast(ctx, Audit.Name(), []string{"to all"}, nil)
+	fmt.Println(res.Sent, err)
 	var lines []string
 	for range 3 {
 		lines = append(lines, <-got)
@@ -349,10 +349,10 @@ func ExampleServer_Broadcast() {
 	slices.Sort(lines)
 	fmt.Println(strings.Join(lines, "; "))
 
-	sent, _ = srv.Broadcast(ctx, Audit.Name(), []string{"to bob"}, func(p *wsrpc.Peer) bool {
+	res, _ = srv.Broadcast(ctx, Audit.Name(), []string{"to bob"}, func(p *wsrpc.Peer) bool {
 		return p.HTTPRequest().Header.Get("X-Name") == "bob"
 	})
-	fmt.Println(sent, <-got)
+	fmt.Println(res.Sent, <-got)
 	// Output:
 	// 3 <nil>
 	// ann: to all; bob: to all; cid: to all

@@ -436,7 +436,7 @@ func TestCodecBothDirectionsBothTransports(t *testing.T) {
 	tick.Register(mine, func(_ context.Context, d time.Duration) error { got <- d; return nil })
 	appDial(t, s.ws, &Options{Methods: mine, Codec: clientCodec})
 	require.Eventually(t, func() bool { return s.Len() == 2 }, 5*time.Second, time.Millisecond)
-	n, err := s.Broadcast(ctx, "tick", []any{250 * time.Millisecond}, func(p *Peer) bool { return p.ID() != 0 })
+	n, err := sentOf(s.Broadcast(ctx, "tick", []any{250 * time.Millisecond}, func(p *Peer) bool { return p.ID() != 0 }))
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 	require.Equal(t, 250*time.Millisecond, <-got)

@@ -131,11 +131,15 @@ type Options struct {
 	// HTTP 503. Default 256 MiB. Server only.
 	MaxServerBytes int64
 	// MaxOutbound bounds the messages waiting in a peer's outbound queue
-	// (Server.Broadcast). A peer that falls that far behind is closed with
-	// status 1008. The messages are shared by the peers they go to, so
-	// memory grows with the broadcasts in flight, not with the peers.
-	// Default 1024. Server only.
+	// (Server.Broadcast), and MaxPeerBytes their bytes; SlowPeers says what
+	// happens to a broadcast that finds it full. The messages are shared
+	// by the peers they go to, so memory grows with the broadcasts in
+	// flight, not with the peers. Default 1024. Server only.
 	MaxOutbound int
+	// SlowPeers says what Broadcast does for a peer whose outbound queue
+	// is full: wait for room (the default, SlowPeerWait), drop the message
+	// for it (SlowPeerDrop) or close it (SlowPeerClose). Server only.
+	SlowPeers SlowPeerPolicy
 	// OnConnect runs when a Server's peer is connected. The peer reads
 	// already, so OnConnect may call it (with any context) to ask who it
 	// is; the requests and notifications the other side sends wait until

@@ -167,7 +167,7 @@ func TestBroadcastReachesJustConnected(t *testing.T) {
 			return nil, nil
 		})
 		c := appDial(t, s.ws, &Options{Methods: cm})
-		_, err := s.Broadcast(context.Background(), "news", []int{round}, nil)
+		_, err := sentOf(s.Broadcast(context.Background(), "news", []int{round}, nil))
 		require.NoError(t, err)
 		require.Equal(t, round, rsWait(t, got, "the broadcast"), "round %d", round)
 		c.Close()

@@ -203,7 +203,8 @@ func NewServer(opts *wsrpc.Options) *wsrpc.Server {
 	unhandled := m.Unhandled()
 	if slices.Contains(unhandled, NewsPublish.Name()) {
 		NewsPublish.Register(m, func(ctx context.Context, a NewsArgs) (int, error) {
-			return srv.Broadcast(ctx, News.Name(), a, nil)
+			res, err := News.Broadcast(ctx, srv, a, nil)
+			return res.Sent, err
 		})
 	}
 	if slices.Contains(unhandled, AdminStats.Name()) {

@@ -37,7 +37,35 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		reportSkips()
+		os.Exit(code)
+	}))
+}
+
+// skipped records why Node tests skipped, for reportSkips.
+var skipped struct {
+	sync.Mutex
+	why   string
+	count int
+}
+
+// reportSkips makes skipped Node tests visible. go test prints only "ok"
+// for a passing package, whatever the tests wrote, so the notice goes to the
+// terminal when there is one, and to stderr (seen with -v, or on failure)
+// in any case.
+func reportSkips() {
+	skipped.Lock()
+	defer skipped.Unlock()
+	if skipped.count == 0 {
+		return
+	}
+	notice := fmt.Sprintf("wsrpc/test/interop: %d Node interop tests SKIPPED: %s\n", skipped.count, skipped.why)
+	fmt.Fprint(os.Stderr, notice)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		fmt.Fprint(tty, notice)
+		tty.Close()
+	}
 }
 
 // requireNode returns the path of node, or skips the test (fails it under
@@ -61,6 +89,9 @@ func requireNode(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
+		skipped.Lock()
+		skipped.why, skipped.count = msg, skipped.count+1
+		skipped.Unlock()
 		t.Skip(msg)
 	}
 	return node

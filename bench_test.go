@@ -50,8 +50,8 @@ func benchMethods() *Methods {
 func benchPipePeers(b *testing.B) (client, server *Peer) {
 	b.Helper()
 	ea, eb := newPipe(64)
-	client = newPeer(ea, (&Options{}).config(), nil, nil)
-	server = newPeer(eb, (&Options{Methods: benchMethods()}).config(), nil, nil)
+	client = newPeer(ea, (&options{}).config(), nil, nil)
+	server = newPeer(eb, (&options{Methods: benchMethods()}).config(), nil, nil)
 	client.start()
 	server.start()
 	b.Cleanup(func() {
@@ -133,7 +133,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 // BenchmarkEncodeBatch builds a batch of 100 calls through the public Batch
 // API and encodes it, as Peer.Batch does before sending.
 func BenchmarkEncodeBatch(b *testing.B) {
-	p := &Peer{cfg: (&Options{}).config()}
+	p := &Peer{cfg: (&options{}).config()}
 	res := make([]int, 100)
 	var buf []byte
 	b.ReportAllocs()
@@ -161,7 +161,7 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	run := func(b *testing.B, m *Methods) {
 		ea, _ := newPipe(1)
-		cfg := (&Options{Methods: m}).config()
+		cfg := (&options{Methods: m}).config()
 		p := newPeer(ea, cfg, nil, nil) // never started: no goroutines
 		b.Cleanup(func() { p.Close() })
 		var buf []byte
@@ -222,11 +222,11 @@ func BenchmarkCallPipe(b *testing.B) {
 // BenchmarkCallWebSocket is a Call round trip over real loopback TCP: a
 // Server behind httptest and a dialed client, both with default options.
 func BenchmarkCallWebSocket(b *testing.B) {
-	srv := NewServer(&Options{Methods: benchMethods()})
+	srv := newServer(&options{Methods: benchMethods()})
 	ts := httptest.NewServer(srv)
 	ctx := context.Background()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	client, err := Dial(dctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	client, err := dial(dctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
 	cancel()
 	if err != nil {
 		ts.Close()

@@ -9,12 +9,12 @@ import (
 )
 
 // This file sends to a Server's peers. A broadcast is encoded once; the
-// same bytes go into a bounded outbound queue per peer (Options.MaxOutbound
-// messages, Options.MaxPeerBytes bytes), which a goroutine drains with the
-// peer's ordinary writes (so Options.WriteTimeout holds). The goroutine
+// same bytes go into a bounded outbound queue per peer (ServerOptions.MaxOutbound
+// messages, Limits.MaxPeerBytes bytes), which a goroutine drains with the
+// peer's ordinary writes (so Limits.WriteTimeout holds). The goroutine
 // exists only while its queue is not empty: an idle peer keeps its one
 // reading goroutine and nothing more. When a peer's queue is full,
-// Options.SlowPeers decides: Broadcast waits for room (the default), drops
+// ServerOptions.SlowPeers decides: Broadcast waits for room (the default), drops
 // the message for that peer, or closes it with status 1008.
 
 // peerIDs numbers peers, process-wide.
@@ -49,14 +49,14 @@ func (s *Server) Peer(id uint64) *Peer {
 }
 
 // SlowPeerPolicy says what Broadcast does for a peer whose outbound queue
-// is full (Options.SlowPeers).
+// is full (ServerOptions.SlowPeers).
 type SlowPeerPolicy int
 
 const (
 	// SlowPeerWait waits for room in the peer's queue, bounded by
 	// Broadcast's context: a burst of broadcasts is slowed down to the
 	// pace of the slowest reader instead of cutting it off. A peer that
-	// stops reading altogether is closed by Options.WriteTimeout, and
+	// stops reading altogether is closed by Limits.WriteTimeout, and
 	// Broadcast goes on. The default.
 	SlowPeerWait SlowPeerPolicy = iota
 	// SlowPeerDrop leaves that peer out of this broadcast (counted in
@@ -76,10 +76,10 @@ type BroadcastResult struct {
 
 // Broadcast sends the notification method with params to every connected
 // peer for which filter returns true (every peer when filter is nil).
-// params are encoded once (with Options.Codec), and the same message is
+// params are encoded once (with ServerOptions.Codec), and the same message is
 // added to each peer's outbound queue, which the peer sends on its own, in
 // order; Broadcast returns when the message is queued, not written. A peer
-// whose queue is full is treated as Options.SlowPeers says: by default
+// whose queue is full is treated as ServerOptions.SlowPeers says: by default
 // Broadcast waits for room, as long as ctx allows. Peers that are closing
 // are skipped.
 //
@@ -129,7 +129,7 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	return res, nil
 }
 
-// deliver queues msg for p, following Options.SlowPeers if p's queue is
+// deliver queues msg for p, following ServerOptions.SlowPeers if p's queue is
 // full, and counts the outcome in res. It fails only when ctx ends while it
 // waits for room.
 func (s *Server) deliver(ctx context.Context, p *Peer, msg []byte, res *BroadcastResult) error {
@@ -179,7 +179,7 @@ func (o *outbound) drop() {
 
 // offer adds msg to the peer's outbound queue if there is room, starting
 // the goroutine that drains it if none runs, and reports it (queued). If
-// the queue is full (Options.MaxOutbound messages or Options.MaxPeerBytes
+// the queue is full (ServerOptions.MaxOutbound messages or Limits.MaxPeerBytes
 // bytes) it returns a channel closed when there may be room; if the peer
 // is closing, neither. msg is shared with other peers: nobody may modify
 // it.

@@ -20,7 +20,7 @@ import (
 func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 	t.Parallel()
 	connected := make(chan *Peer, 3)
-	s := appServe(t, &Options{OnConnect: func(p *Peer) { connected <- p }})
+	s := appServe(t, &options{OnConnect: func(p *Peer) { connected <- p }})
 	type news struct {
 		Seq  int    `json:"seq"`
 		Text string `json:"text"`
@@ -32,7 +32,7 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 		m := NewMethods()
 		ch := got[i]
 		Register(m, "news", func(_ context.Context, n news) (any, error) { ch <- n; return nil, nil })
-		appDial(t, s.ws, &Options{Methods: m, HTTPHeader: http.Header{"X-Index": {string(rune('0' + i))}}})
+		appDial(t, s.ws, &options{Methods: m, HTTPHeader: http.Header{"X-Index": {string(rune('0' + i))}}})
 		p := <-connected
 		require.NotZero(t, p.ID())
 		require.Same(t, p, s.Peer(p.ID()))
@@ -93,11 +93,11 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 func TestBroadcastQueueGoroutineEnds(t *testing.T) {
 	t.Parallel()
 	connected := make(chan *Peer, 1)
-	s := appServe(t, &Options{OnConnect: func(p *Peer) { connected <- p }})
+	s := appServe(t, &options{OnConnect: func(p *Peer) { connected <- p }})
 	got := make(chan int, 100)
 	m := NewMethods()
 	Register(m, "n", func(_ context.Context, n int) (any, error) { got <- n; return nil, nil })
-	appDial(t, s.ws, &Options{Methods: m})
+	appDial(t, s.ws, &options{Methods: m})
 	sp := <-connected
 	for i := range 100 {
 		n, err := sentOf(s.Broadcast(context.Background(), "n", []int{i}, nil))
@@ -140,7 +140,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	const readers = 999
 	const queue = 4
 	var slowPeer atomic.Pointer[Peer]
-	srv := NewServer(&Options{
+	srv := newServer(&options{
 		MaxOutbound: queue,
 		SlowPeers:   SlowPeerClose,
 		// Only the queue bound may close the slow peer here; and a
@@ -355,14 +355,14 @@ func TestBroadcastBurstWaitsForReaders(t *testing.T) {
 		t.Run(fmt.Sprint(policy), func(t *testing.T) {
 			t.Parallel()
 			const burst = 3000
-			s := appServe(t, &Options{MaxOutbound: 8, SlowPeers: policy})
+			s := appServe(t, &options{MaxOutbound: 8, SlowPeers: policy})
 			got := make(chan int, burst)
 			cm := NewMethods()
 			Register(cm, "n", func(_ context.Context, p [1]int) (any, error) {
 				got <- p[0]
 				return nil, nil
 			})
-			c := appDial(t, s.ws, &Options{Methods: cm})
+			c := appDial(t, s.ws, &options{Methods: cm})
 			var total BroadcastResult
 			for i := range burst {
 				res, err := s.Broadcast(context.Background(), "n", []int{i}, nil)

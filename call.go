@@ -103,11 +103,12 @@ func (p *Peer) Call(ctx context.Context, method string, params, result any) erro
 	return err
 }
 
-// Call calls method on p and returns its result decoded as an R. It is
-// Peer.Call for callers who prefer a return value to an out parameter.
-func Call[R any](ctx context.Context, p *Peer, method string, params any) (R, error) {
+// Call calls method through c (a *Peer or an *HTTPClient) and returns its
+// result decoded as an R: c.Call for callers who prefer a return value to
+// an out parameter.
+func Call[R any](ctx context.Context, c Caller, method string, params any) (R, error) {
 	var r R
-	err := p.Call(ctx, method, params, &r)
+	err := c.Call(ctx, method, params, &r)
 	return r, err
 }
 
@@ -319,7 +320,7 @@ func decodeRemoteError(raw []byte) *Error {
 
 // Notify sends a notification: method with params, no response expected.
 // It returns once the message is written. ctx is only checked before
-// writing: a write in progress is bounded by Options.WriteTimeout, never by
+// writing: a write in progress is bounded by Limits.WriteTimeout, never by
 // ctx, so that cancelling cannot break the connection mid-message.
 func (p *Peer) Notify(ctx context.Context, method string, params any) error {
 	if p == nil {

@@ -55,7 +55,7 @@ func (e *protocolError) Error() string { return "wsrpc: " + e.reason }
 var errBinary = &protocolError{websocket.StatusUnsupportedData, "binary messages are not accepted: JSON-RPC is sent as text"}
 
 // errMessageTimeout is the cause of a peer closed because a message did not
-// finish arriving within Options.MessageTimeout.
+// finish arriving within Limits.MessageTimeout.
 var errMessageTimeout = errors.New("wsrpc: message did not complete in time")
 
 // wsTransport is a transport over a github.com/coder/websocket connection.

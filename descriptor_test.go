@@ -62,7 +62,7 @@ func TestDescriptorsBothSides(t *testing.T) {
 	logged := make(chan string, 4)
 	m := descMethods(logged)
 	require.Empty(t, m.Unhandled())
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	ctx := context.Background()
 
 	q, err := descDiv.Call(ctx, a, divArgs{A: 7, B: 2})
@@ -143,7 +143,7 @@ func TestDeclareReportsUnhandled(t *testing.T) {
 	m.Declare(descDouble) // already registered: still served
 	require.Equal(t, []string{"double"}, m.Names())
 
-	_, raw := rawPeer(t, &Options{Methods: m})
+	_, raw := rawPeer(t, &options{Methods: m})
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"method not found: \"div\""}}`,
 		exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"div","params":[1,2]}`))
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":2,"result":8}`,

@@ -3,11 +3,16 @@
 // # Peers
 //
 // Both ends of a connection are a [Peer]. Each serves its own method table
-// ([Options.Methods]) to the other side, keeps its own pending calls, and
-// can call, notify and batch. A Peer comes from [Dial] (client), [Accept]
-// (inside any http.Handler), a [Server] (an http.Handler that accepts and
-// tracks peers), [NewPeer] over an established *websocket.Conn, or [Pipe],
-// which connects two peers in memory for tests. A [Key] keeps a typed
+// (the Methods of its options) to the other side, keeps its own pending
+// calls, and can call, notify and batch. A Peer comes from [Dial] (client),
+// [Accept] (inside any http.Handler), a [Server] (an http.Handler that
+// accepts and tracks peers), [NewPeer] over an established
+// *websocket.Conn, or [Pipe], which connects two peers in memory for tests.
+//
+// Each role has its own options, as in coder/websocket: [DialOptions],
+// [AcceptOptions], [ServerOptions], [PeerOptions] (NewPeer, Pipe) and
+// [HTTPClientOptions]. They share [Limits]. A nil pointer and every zero
+// field mean the default. A [Key] keeps a typed
 // value per connection (a session, a user), set and read on the peer.
 //
 // # Calls and notifications
@@ -53,7 +58,7 @@
 // panic and error mapping every handler already runs under.
 //
 // A [Guard] decides from the call's context whether it may run: the peer's
-// identity ([IdentityFromContext], set by [Options.Authenticate]) and the
+// identity ([IdentityFromContext], set by [ServerOptions.Authenticate]) and the
 // upgrade or POST request ([HTTPRequestFromContext]). [Methods.Guard]
 // guards a whole table and [Guarded] one method; a refused call gets
 // [CodeUnauthorized] (-32002) and its handler never runs. [RequireIdentity]
@@ -66,8 +71,8 @@
 // and [Server.Broadcast], which encodes a notification once and queues it
 // for every peer a filter selects, and says in a [BroadcastResult] how many
 // got it. Each peer has its own outbound queue, bounded in messages
-// ([Options.MaxOutbound]) and bytes ([Options.MaxPeerBytes]). When it is
-// full, [Options.SlowPeers] decides: wait for room within Broadcast's
+// ([ServerOptions.MaxOutbound]) and bytes ([Limits.MaxPeerBytes]). When it is
+// full, [ServerOptions.SlowPeers] decides: wait for room within Broadcast's
 // context (the default), drop the message for that peer, or close it with
 // status 1008.
 //
@@ -82,7 +87,7 @@
 //
 // # Custom JSON
 //
-// [Options.Codec] replaces encoding/json for params and results (on both
+// A Codec in the options replaces encoding/json for params and results (on both
 // transports and in descriptors); the envelope is always wsrpc's own.
 //
 // # Concurrency and ordering
@@ -91,8 +96,8 @@
 // to its caller itself, so responses are never stuck behind handlers, and a
 // handler may call back the peer that called it, nested to any depth.
 //
-// Requests run concurrently, at most [Options.MaxHandlers] at once per peer;
-// up to [Options.MaxQueued] more wait in arrival order, and beyond that a
+// Requests run concurrently, at most [Limits.MaxHandlers] at once per peer;
+// up to [Limits.MaxQueued] more wait in arrival order, and beyond that a
 // request is answered with [CodeServerBusy]. A handler waiting for an
 // answer from its own peer keeps its slot and its goroutine; when every
 // slot is held by such a handler, those handlers serve the queued requests
@@ -141,7 +146,7 @@
 // handler that returns one sends it as is; any other error, a panic, a nil
 // *Error returned as a non-nil error, or a result that cannot be encoded is
 // sent as [CodeInternalError] with the message "internal error", and the
-// detail goes to [Options.Logger] only.
+// detail goes to the Logger of the peer's options only.
 // Errors compare by code with errors.Is: errors.Is(err, ErrMethodNotFound).
 // A closed peer fails calls with an error wrapping [ErrClosed] and the
 // cause, such as a websocket.CloseError.
@@ -151,7 +156,9 @@
 //
 // # Limits
 //
-// Every limit has a default (the zero value of its [Options] field):
+// Every limit has a default, taken when its field is zero. The fields are
+// in [Limits], except MaxServerBytes, MaxOutbound and MaxConnections, which
+// are the Server's ([ServerOptions]):
 //
 //   - MaxMessageSize 4 MiB: one incoming message. Past it the connection is
 //     closed with status 1009 and pending calls fail with an error wrapping
@@ -222,14 +229,14 @@
 //
 // Before upgrading, [Accept] and [Server] check, in order:
 //
-//   - Host: with [Options.AllowedHosts] empty, a server listening on a
+//   - Host: with AllowedHosts ([AcceptOptions], [ServerOptions]) empty, a server listening on a
 //     loopback address accepts only loopback host names (localhost,
 //     127.0.0.1, [::1]), which defeats DNS rebinding; otherwise the Host
 //     must be in the list. Refused with 403.
 //   - Origin: a browser's cross-origin request is refused (403) unless its
-//     host matches [Options.OriginPatterns]; "Origin: null" is always
-//     refused. [Options.InsecureAllowAnyOrigin] turns the check off.
-//   - [Options.Authenticate]: runs on the upgrade request (cookies, headers,
+//     host matches OriginPatterns; "Origin: null" is always refused.
+//     InsecureAllowAnyOrigin turns the check off.
+//   - Authenticate: runs on the upgrade request (cookies, headers,
 //     remote address); an error refuses with 401 or the status of an
 //     [*HTTPError]. The identity it returns is [Peer.Identity].
 //

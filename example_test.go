@@ -31,7 +31,7 @@ func Example() {
 	wsrpc.Register(methods, "math.sum", func(_ context.Context, a SumArgs) (int, error) {
 		return a.X + a.Y, nil
 	})
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	url, stop := serve(srv)
 	defer stop()
 	defer srv.Shutdown(context.Background())
@@ -64,7 +64,7 @@ func ExampleAccept() {
 	})
 	done := make(chan struct{})
 	url, stop := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peer, err := wsrpc.Accept(w, r, &wsrpc.Options{Methods: methods})
+		peer, err := wsrpc.Accept(w, r, &wsrpc.AcceptOptions{Methods: methods})
 		if err != nil {
 			return
 		}
@@ -75,7 +75,7 @@ func ExampleAccept() {
 	defer stop()
 
 	ctx := context.Background()
-	peer, err := wsrpc.Dial(ctx, url, &wsrpc.Options{HTTPHeader: http.Header{"X-User": {"ada"}}})
+	peer, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{HTTPHeader: http.Header{"X-User": {"ada"}}})
 	if err != nil {
 		panic(err)
 	}
@@ -94,7 +94,7 @@ func ExamplePeer_Notify() {
 		got <- lines[0]
 		return nil, nil
 	})
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	url, stop := serve(srv)
 	defer stop()
 	defer srv.Shutdown(context.Background())
@@ -111,7 +111,7 @@ func ExamplePeer_Notify() {
 func ExamplePeer_Batch() {
 	methods := wsrpc.NewMethods()
 	wsrpc.Register(methods, "double", func(_ context.Context, n int) (int, error) { return 2 * n, nil })
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	url, stop := serve(srv)
 	defer stop()
 	defer srv.Shutdown(context.Background())
@@ -141,7 +141,7 @@ func ExamplePeerFromContext() {
 		name, err := wsrpc.Call[string](ctx, wsrpc.PeerFromContext(ctx), "client.name", nil)
 		return "hello, " + name, err
 	})
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: server})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: server})
 	url, stop := serve(srv)
 	defer stop()
 	defer srv.Shutdown(context.Background())
@@ -150,7 +150,7 @@ func ExamplePeerFromContext() {
 	wsrpc.Register(client, "client.name", func(context.Context, any) (string, error) {
 		return "gopher", nil
 	})
-	peer, _ := wsrpc.Dial(context.Background(), url, &wsrpc.Options{Methods: client})
+	peer, _ := wsrpc.Dial(context.Background(), url, &wsrpc.DialOptions{Methods: client})
 	defer peer.Close()
 	greeting, _ := wsrpc.Call[string](context.Background(), peer, "greet", nil)
 	fmt.Println(greeting)
@@ -163,7 +163,7 @@ func ExampleError() {
 	wsrpc.Register(methods, "withdraw", func(_ context.Context, amount []int) (int, error) {
 		return 0, wsrpc.NewError(-32010, "insufficient funds", map[string]int{"balance": 5})
 	})
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	url, stop := serve(srv)
 	defer stop()
 	defer srv.Shutdown(context.Background())
@@ -198,7 +198,7 @@ func ExampleMethod() {
 	methods := wsrpc.NewMethods()
 	Add.Register(methods, func(_ context.Context, a SumArgs) (int, error) { return a.X + a.Y, nil })
 	Twice.Register(methods, func(_ context.Context, n int) (int, error) { return 2 * n, nil })
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
@@ -244,14 +244,14 @@ func ExampleMethods_Declare() {
 }
 
 // Guards decide who may call what. The identity comes from
-// Options.Authenticate, over WebSocket and HTTP alike.
+// ServerOptions.Authenticate, over WebSocket and HTTP alike.
 func ExampleGuarded() {
 	methods := wsrpc.NewMethods()
 	methods.Guard(wsrpc.AllowHosts("localhost")) // every method: loopback callers only
 	wsrpc.Register(methods, "admin.reset", func(context.Context, any) (string, error) {
 		return "done", nil
 	}, wsrpc.Guarded(wsrpc.RequireIdentity("role", "admin"))) // this one: admins only
-	srv := wsrpc.NewServer(&wsrpc.Options{
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{
 		Methods: methods,
 		Authenticate: func(r *http.Request) (any, error) {
 			// A real server checks a token or a session cookie here.
@@ -267,10 +267,10 @@ func ExampleGuarded() {
 	ctx := context.Background()
 
 	guest := wsrpc.NewHTTPClient(hs.URL, nil)
-	err := guest.Call(ctx, "admin.reset", nil, nil)
+	_, err := wsrpc.Call[string](ctx, guest, "admin.reset", nil) // an HTTPClient is a Caller too
 	fmt.Println(errors.Is(err, wsrpc.ErrUnauthorized), err)
 
-	admin, _ := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.Options{
+	admin, _ := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{
 		HTTPHeader: http.Header{"Authorization": {"Bearer s3cret"}},
 	})
 	defer admin.Close()
@@ -301,7 +301,7 @@ func ExampleLogging() {
 		}
 		return 2 * n, nil
 	})
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
@@ -318,7 +318,7 @@ func ExampleLogging() {
 // of them; a filter picks the peers.
 func ExampleServer_Broadcast() {
 	connected := make(chan *wsrpc.Peer, 3)
-	srv := wsrpc.NewServer(&wsrpc.Options{OnConnect: func(p *wsrpc.Peer) { connected <- p }})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{OnConnect: func(p *wsrpc.Peer) { connected <- p }})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
@@ -332,7 +332,7 @@ func ExampleServer_Broadcast() {
 			got <- name + ": " + lines[0]
 			return nil
 		})
-		peer, err := wsrpc.Dial(ctx, url, &wsrpc.Options{Methods: methods, HTTPHeader: http.Header{"X-Name": {name}}})
+		peer, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Methods: methods, HTTPHeader: http.Header{"X-Name": {name}}})
 		if err != nil {
 			panic(err)
 		}
@@ -364,7 +364,7 @@ func ExampleServer_Broadcast() {
 func ExampleHTTPClient() {
 	methods := wsrpc.NewMethods()
 	Add.Register(methods, func(_ context.Context, a SumArgs) (int, error) { return a.X + a.Y, nil })
-	srv := wsrpc.NewServer(&wsrpc.Options{Methods: methods})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
@@ -408,7 +408,7 @@ func ExamplePipe() {
 	client := wsrpc.NewMethods()
 	wsrpc.Register(client, "client.name", func(context.Context, any) (string, error) { return "ada", nil })
 
-	c, s := wsrpc.Pipe(&wsrpc.Options{Methods: client}, &wsrpc.Options{Methods: server})
+	c, s := wsrpc.Pipe(&wsrpc.PeerOptions{Methods: client}, &wsrpc.PeerOptions{Methods: server})
 	defer s.Close()
 	defer c.Close()
 	greeting, err := wsrpc.Call[string](context.Background(), c, "greet", nil)
@@ -432,7 +432,7 @@ func ExampleKey() {
 		}
 		return u, nil
 	})
-	c, s := wsrpc.Pipe(nil, &wsrpc.Options{Methods: m})
+	c, s := wsrpc.Pipe(nil, &wsrpc.PeerOptions{Methods: m})
 	defer s.Close()
 	defer c.Close()
 	ctx := context.Background()

@@ -68,7 +68,7 @@ type Claims interface {
 }
 
 // RequireIdentity returns a Guard that allows a call only if the caller's
-// identity (IdentityFromContext: what Options.Authenticate returned, or
+// identity (IdentityFromContext: what ServerOptions.Authenticate returned, or
 // Peer.SetIdentity set) has a non-empty value for key, and, when values
 // are given, one of them. The identity may be:
 //
@@ -199,7 +199,7 @@ func HTTPRequestFromContext(ctx context.Context) *http.Request {
 
 // IdentityFromContext returns the identity of the caller of the handler or
 // guard running with ctx: Peer.Identity of its WebSocket peer, or what
-// Options.Authenticate returned for the POST request. Nil when there is
+// ServerOptions.Authenticate returned for the POST request. Nil when there is
 // none.
 func IdentityFromContext(ctx context.Context) any {
 	if p := PeerFromContext(ctx); p != nil {

@@ -90,7 +90,7 @@ func TestGuardErrorMapping(t *testing.T) {
 	Register(m, "plain", h, Guarded(func(context.Context, *Request) error { return errors.New("internal reason") }))
 	Register(m, "own", h, Guarded(func(context.Context, *Request) error { return &Error{Code: -32099, Message: "come back later"} }))
 	Register(m, "open", h, Guarded(func(context.Context, *Request) error { return nil }))
-	_, raw := rawPeer(t, &Options{Methods: m})
+	_, raw := rawPeer(t, &options{Methods: m})
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"unauthorized"}}`,
 		exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"plain"}`))
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":2,"error":{"code":-32099,"message":"come back later"}}`,
@@ -117,7 +117,7 @@ func TestGuardsApplyInsideBatch(t *testing.T) {
 	Register(m, "open", h)
 	Register(m, "forbidden", h)
 	Register(m, "admin", h, Guarded(RequireIdentity("role", "admin")))
-	a, b := pipePair(t, nil, &Options{Methods: m})
+	a, b := pipePair(t, nil, &options{Methods: m})
 	ctx := context.Background()
 
 	run := func() (calls [4]*BatchCall) {
@@ -153,18 +153,18 @@ func TestGuardsOverBothTransports(t *testing.T) {
 	}, Guarded(RequireIdentity("user")))
 	Register(m, "local", func(context.Context, any) (bool, error) { return true, nil }, Guarded(AllowHosts("localhost")))
 	Register(m, "remote", func(context.Context, any) (bool, error) { return true, nil }, Guarded(AllowHosts("10.0.0.0/8")))
-	s := appServe(t, &Options{Methods: m, Authenticate: func(r *http.Request) (any, error) {
+	s := appServe(t, &options{Methods: m, Authenticate: func(r *http.Request) (any, error) {
 		if u := r.Header.Get("X-User"); u != "" {
 			return map[string]string{"user": u}, nil
 		}
 		return nil, nil // anonymous
 	}})
 	ctx := context.Background()
-	ada := &Options{HTTPHeader: http.Header{"X-User": {"ada"}}}
+	ada := &options{HTTPHeader: http.Header{"X-User": {"ada"}}}
 
 	for name, c := range map[string]struct{ anon, user Caller }{
 		"websocket": {appDial(t, s.ws, nil), appDial(t, s.ws, ada)},
-		"http":      {NewHTTPClient(s.url, nil), NewHTTPClient(s.url, ada)},
+		"http":      {newHTTPClient(s.url, nil), newHTTPClient(s.url, ada)},
 	} {
 		var who string
 		require.ErrorIs(t, c.anon.Call(ctx, "whoami", nil, &who), ErrUnauthorized, name)

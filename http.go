@@ -77,7 +77,7 @@ func (s *Server) servePOST(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// enterPOST counts a POST in progress against Options.MaxConnections, or
+// enterPOST counts a POST in progress against ServerOptions.MaxConnections, or
 // returns the status refusing it.
 func (s *Server) enterPOST() (status int, msg string) {
 	s.mu.Lock()
@@ -215,12 +215,13 @@ type HTTPClient struct {
 	nextID atomic.Uint64
 }
 
-// NewHTTPClient returns a client posting to url (http:// or https://).
-// Of opts (nil for defaults) it uses Codec, MaxMessageSize (bounds the
-// requests it sends and the responses it accepts), HTTPHeader (sent with
-// every request, e.g. Authorization) and HTTPClient (default
-// http.DefaultClient).
-func NewHTTPClient(url string, opts *Options) *HTTPClient {
+// NewHTTPClient returns a client posting to url (http:// or https://),
+// configured by opts (nil for defaults).
+func NewHTTPClient(url string, opts *HTTPClientOptions) *HTTPClient {
+	return newHTTPClient(url, opts.options())
+}
+
+func newHTTPClient(url string, opts *options) *HTTPClient {
 	cfg := opts.config()
 	c := cfg.HTTPClient
 	if c == nil {

@@ -29,9 +29,9 @@ type appSrv struct {
 
 // appServe starts a Server for opts, shut down at the end of the test
 // (after the peers dialed with appDial, which are closed first).
-func appServe(t testing.TB, opts *Options) *appSrv {
+func appServe(t testing.TB, opts *options) *appSrv {
 	t.Helper()
-	srv := NewServer(opts)
+	srv := newServer(opts)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -43,9 +43,9 @@ func appServe(t testing.TB, opts *Options) *appSrv {
 }
 
 // appDial dials url, and closes the peer at the end of the test.
-func appDial(t testing.TB, url string, opts *Options) *Peer {
+func appDial(t testing.TB, url string, opts *options) *Peer {
 	t.Helper()
-	p, err := Dial(context.Background(), url, opts)
+	p, err := dial(context.Background(), url, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	return p
@@ -71,7 +71,7 @@ func TestHTTPPostWire(t *testing.T) {
 		p := PeerFromContext(ctx)
 		return p == nil && errors.Is(p.Notify(ctx, "x", nil), ErrNoPeer), nil
 	})
-	s := appServe(t, &Options{Methods: m, MaxBatch: 3})
+	s := appServe(t, &options{Methods: m, MaxBatch: 3})
 	const js = "application/json"
 
 	cases := []struct{ name, body, want string }{
@@ -137,7 +137,7 @@ func TestHTTPPostLimits(t *testing.T) {
 	t.Parallel()
 	m := arith()
 	Register(m, "big", func(context.Context, any) (string, error) { return strings.Repeat("x", 2000), nil })
-	s := appServe(t, &Options{Methods: m, MaxMessageSize: 1024, MaxBatchResponse: 200})
+	s := appServe(t, &options{Methods: m, MaxMessageSize: 1024, MaxBatchResponse: 200})
 	status, _ := post(t, s.url, "application/json", `{"jsonrpc":"2.0","id":1,"method":"echo","params":["`+strings.Repeat("y", 1100)+`"]}`)
 	require.Equal(t, http.StatusRequestEntityTooLarge, status)
 
@@ -151,22 +151,22 @@ func TestHTTPPostLimits(t *testing.T) {
 	require.JSONEq(t, `[{"jsonrpc":"2.0","id":1,"result":1},{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"response too large"}},{"jsonrpc":"2.0","id":3,"result":2}]`, body)
 
 	// The client refuses to send what the server would refuse.
-	c := NewHTTPClient(s.url, &Options{MaxMessageSize: 1024})
+	c := newHTTPClient(s.url, &options{MaxMessageSize: 1024})
 	require.ErrorIs(t, c.Call(context.Background(), "echo", []string{strings.Repeat("y", 1100)}, nil), ErrMessageTooBig)
 	// And a client with a larger limit is told 413.
-	err := NewHTTPClient(s.url, nil).Call(context.Background(), "echo", []string{strings.Repeat("y", 1100)}, nil)
+	err := newHTTPClient(s.url, nil).Call(context.Background(), "echo", []string{strings.Repeat("y", 1100)}, nil)
 	var he *HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusRequestEntityTooLarge, he.Status)
 	// A response over the client's limit.
-	small := NewHTTPClient(s.url, &Options{MaxMessageSize: 64})
+	small := newHTTPClient(s.url, &options{MaxMessageSize: 64})
 	require.ErrorIs(t, small.Call(context.Background(), "echo", []string{strings.Repeat("y", 40)}, nil), ErrMessageTooBig)
 }
 
 // The upgrade's checks hold for POST: Host, Origin, Authenticate.
 func TestHTTPPostChecks(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &Options{Methods: arith(), Authenticate: func(r *http.Request) (any, error) {
+	s := appServe(t, &options{Methods: arith(), Authenticate: func(r *http.Request) (any, error) {
 		switch r.Header.Get("Authorization") {
 		case "Bearer good":
 			return "ok", nil
@@ -203,7 +203,7 @@ func TestHTTPPostChecks(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, status)
 	require.Equal(t, "banned\n", msg)
 
-	err := NewHTTPClient(s.url, nil).Call(context.Background(), "math.sum", []int{1}, nil)
+	err := newHTTPClient(s.url, nil).Call(context.Background(), "math.sum", []int{1}, nil)
 	var he *HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusUnauthorized, he.Status)
@@ -224,8 +224,8 @@ func TestHTTPClient(t *testing.T) {
 	Register(m, "fail", func(context.Context, any) (any, error) {
 		return nil, NewError(-32010, "insufficient funds", map[string]int{"balance": 5})
 	})
-	s := appServe(t, &Options{Methods: m})
-	c := NewHTTPClient(s.url, nil)
+	s := appServe(t, &options{Methods: m})
+	c := newHTTPClient(s.url, nil)
 	ctx := context.Background()
 
 	var sum int
@@ -273,7 +273,7 @@ func TestHTTPClient(t *testing.T) {
 	require.Equal(t, 9, n)
 
 	// A dead server: the batch fails as a whole and each call says why.
-	dead := NewHTTPClient("http://127.0.0.1:1/", nil)
+	dead := newHTTPClient("http://127.0.0.1:1/", nil)
 	bt = dead.NewBatch()
 	call := bt.Call("math.sum", []int{1}, nil)
 	require.Error(t, bt.Send(ctx))
@@ -284,8 +284,8 @@ func TestHTTPClient(t *testing.T) {
 // A server may answer a whole batch with one error; every call gets it.
 func TestHTTPClientBatchAnsweredWithOneError(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &Options{Methods: arith(), MaxBatch: 1})
-	c := NewHTTPClient(s.url, nil)
+	s := appServe(t, &options{Methods: arith(), MaxBatch: 1})
+	c := newHTTPClient(s.url, nil)
 	var calls []*BatchCall
 	err := c.Batch(context.Background(), func(b *HTTPBatch) {
 		calls = append(calls, b.Call("math.sum", []int{1}, nil), b.Call("math.sum", []int{2}, nil))
@@ -317,9 +317,9 @@ func TestHTTPBatchConcurrency(t *testing.T) {
 		running.Add(-1)
 		return 1, nil
 	})
-	s := appServe(t, &Options{Methods: m, MaxHandlers: limit})
+	s := appServe(t, &options{Methods: m, MaxHandlers: limit})
 	var calls []*BatchCall
-	require.NoError(t, NewHTTPClient(s.url, nil).Batch(context.Background(), func(b *HTTPBatch) {
+	require.NoError(t, newHTTPClient(s.url, nil).Batch(context.Background(), func(b *HTTPBatch) {
 		for range limit {
 			calls = append(calls, b.Call("meet", nil, nil))
 		}
@@ -344,7 +344,7 @@ func TestHTTPBatchConcurrency(t *testing.T) {
 		return 1, nil
 	})
 	calls = calls[:0]
-	require.NoError(t, NewHTTPClient(s.url, nil).Batch(context.Background(), func(b *HTTPBatch) {
+	require.NoError(t, newHTTPClient(s.url, nil).Batch(context.Background(), func(b *HTTPBatch) {
 		for range 50 {
 			calls = append(calls, b.Call("count", nil, nil))
 		}
@@ -401,7 +401,7 @@ func TestCodecBothDirectionsBothTransports(t *testing.T) {
 	serverCodec, clientCodec := &durationCodec{}, &durationCodec{}
 	m := NewMethods()
 	double.Register(m, func(_ context.Context, d time.Duration) (time.Duration, error) { return 2 * d, nil })
-	s := appServe(t, &Options{Methods: m, Codec: serverCodec})
+	s := appServe(t, &options{Methods: m, Codec: serverCodec})
 	ctx := context.Background()
 
 	// The wire: params and result as the codec writes them, the envelope
@@ -418,8 +418,8 @@ func TestCodecBothDirectionsBothTransports(t *testing.T) {
 	require.Contains(t, body, `"code":-32602`)
 
 	for name, c := range map[string]Caller{
-		"websocket": appDial(t, s.ws, &Options{Codec: clientCodec}),
-		"http":      NewHTTPClient(s.url, &Options{Codec: clientCodec}),
+		"websocket": appDial(t, s.ws, &options{Codec: clientCodec}),
+		"http":      newHTTPClient(s.url, &options{Codec: clientCodec}),
 	} {
 		m0, u0 := clientCodec.marshals.Load(), clientCodec.unmarshals.Load()
 		d, err := double.Call(ctx, c, 1500*time.Millisecond)
@@ -434,7 +434,7 @@ func TestCodecBothDirectionsBothTransports(t *testing.T) {
 	mine := NewMethods()
 	tick := NewNotification[time.Duration]("tick")
 	tick.Register(mine, func(_ context.Context, d time.Duration) error { got <- d; return nil })
-	appDial(t, s.ws, &Options{Methods: mine, Codec: clientCodec})
+	appDial(t, s.ws, &options{Methods: mine, Codec: clientCodec})
 	require.Eventually(t, func() bool { return s.Len() == 2 }, 5*time.Second, time.Millisecond)
 	n, err := sentOf(s.Broadcast(ctx, "tick", []any{250 * time.Millisecond}, func(p *Peer) bool { return p.ID() != 0 }))
 	require.NoError(t, err)
@@ -459,7 +459,7 @@ func TestHTTPBatchResponseRouting(t *testing.T) {
 		w.Write([]byte(body.Load().(func(a, b uint64) string)(a, b)))
 	}))
 	defer srv.Close()
-	c := NewHTTPClient(srv.URL, nil)
+	c := newHTTPClient(srv.URL, nil)
 	send := func() (r [3]int, errs [3]error, err error) {
 		var calls [3]*BatchCall
 		err = c.Batch(context.Background(), func(b *HTTPBatch) {
@@ -501,7 +501,7 @@ func TestHTTPBatchResponseRouting(t *testing.T) {
 // then waited, without one, to discard the rest of the body.
 func TestHTTPPostStalledBody(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &Options{Methods: arith(), MessageTimeout: 100 * time.Millisecond})
+	s := appServe(t, &options{Methods: arith(), MessageTimeout: 100 * time.Millisecond})
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	require.NoError(t, err)
 	defer c.Close()
@@ -532,7 +532,7 @@ func TestHTTPPostsCountAgainstMaxConnections(t *testing.T) {
 		<-release
 		return true, nil
 	})
-	s := appServe(t, &Options{Methods: m, MaxConnections: 2})
+	s := appServe(t, &options{Methods: m, MaxConnections: 2})
 	appDial(t, s.ws, nil) // one peer
 	done := make(chan int, 1)
 	go func() {
@@ -543,7 +543,7 @@ func TestHTTPPostsCountAgainstMaxConnections(t *testing.T) {
 	// A peer and a POST: full.
 	status, _ := post(t, s.url, "application/json", `{"jsonrpc":"2.0","id":2,"method":"hold"}`)
 	require.Equal(t, http.StatusTooManyRequests, status)
-	_, err := Dial(context.Background(), s.ws, nil)
+	_, err := dial(context.Background(), s.ws, nil)
 	require.Error(t, err)
 	close(release)
 	require.Equal(t, http.StatusOK, rsWait(t, done, "the POST's answer"))
@@ -557,7 +557,7 @@ func TestBatchAnswerSameOverBothTransports(t *testing.T) {
 	t.Parallel()
 	m := arith()
 	Register(m, "big", func(context.Context, any) (string, error) { return strings.Repeat("b", 400), nil })
-	opts := &Options{Methods: m, MaxBatchResponse: 1000}
+	opts := &options{Methods: m, MaxBatchResponse: 1000}
 	s := appServe(t, opts)
 	batch := `[` + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"big"},`, 5) + `{"jsonrpc":"2.0","id":6,"method":"math.sum","params":[1,2]}]`
 	status, overHTTP := post(t, s.url, "application/json", batch)

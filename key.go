@@ -1,7 +1,7 @@
 package wsrpc
 
 // A Key names a typed value kept per connection: set it on a peer where
-// the connection is set up (Options.Authenticate's identity aside, in
+// the connection is set up (ServerOptions.Authenticate's identity aside, in
 // OnConnect or a login handler) and read it in any handler of that peer
 // with PeerFromContext, without a map of peers kept by hand. Keys compare
 // by identity: make each once, with NewKey, usually as a package variable.

@@ -19,7 +19,7 @@ import (
 // slog.Default()). Nothing of it goes on the wire.
 //
 // Every peer and the HTTP path already run all of a method's middleware and
-// handler under this same recovery, logging to Options.Logger, so Recover
+// handler under this same recovery, logging to the peer's Logger, so Recover
 // is only needed to choose where the mapping happens: middleware added
 // before it (outer) sees what goes on the wire, the code a panic turned
 // into included; middleware added after it (inner) sees the handler's own

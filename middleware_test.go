@@ -53,7 +53,7 @@ func TestInvokeRecoversWithoutMiddleware(t *testing.T) {
 	m := NewMethods()
 	m.HandleRaw("boom", func(context.Context, json.RawMessage) (any, error) { panic("secret /etc/passwd") })
 	m.HandleRaw("plain", func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("secret detail") })
-	_, raw := rawPeer(t, &Options{Methods: m, Logger: logger})
+	_, raw := rawPeer(t, &options{Methods: m, Logger: logger})
 	want := `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"internal error"}}`
 	require.JSONEq(t, want, exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"boom"}`))
 	require.JSONEq(t, want, exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"plain"}`))
@@ -94,7 +94,7 @@ func TestRecoverMiddlewareMapsOnce(t *testing.T) {
 	m.HandleRaw("mine", func(context.Context, json.RawMessage) (any, error) {
 		return nil, &Error{Code: 7, Message: "mine"}
 	})
-	_, raw := rawPeer(t, &Options{Methods: m, Logger: peerLog})
+	_, raw := rawPeer(t, &options{Methods: m, Logger: peerLog})
 	want := `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"internal error"}}`
 	require.JSONEq(t, want, exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"plain"}`))
 	require.JSONEq(t, want, exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"boom"}`))
@@ -123,7 +123,7 @@ func TestLogging(t *testing.T) {
 	})
 	Register(m, "verbose", func(_ context.Context, p map[string]string) (string, error) { return "ok", nil },
 		LoggingWith(logger, LogOptions{Params: true, Level: slog.LevelDebug}))
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	ctx := context.Background()
 
 	_, err := Call[string](ctx, a, "login", map[string]string{"password": "hunter2"})
@@ -180,7 +180,7 @@ func TestMiddlewareOrder(t *testing.T) {
 		return 1, nil
 	}, mark("method1"), mark("method2"))
 	m.Use(mark("table2")) // applies to methods already registered too
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	_, err := Call[int](context.Background(), a, "f", nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"table1", "table2", "method1", "method2", "handler"}, order)

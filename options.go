@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Defaults for the zero fields of Options. See the Limits section of the
+// Defaults for the zero fields of Limits and ServerOptions. See the Limits section of the
 // package documentation for why each was chosen.
 const (
 	DefaultMaxMessageSize   = 4 << 20
@@ -36,21 +36,23 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// Options configure a Peer, and a Server's peers. A nil *Options, and every
-// zero field, means the default. Options must not be modified after use.
-type Options struct {
-	// Methods is the table served to the other side. Nil serves nothing:
-	// every request is answered with CodeMethodNotFound.
-	Methods *Methods
+// Options are given per role, as coder/websocket's DialOptions and
+// AcceptOptions are: each role's struct holds only what applies to it.
+//
+//	PeerOptions        NewPeer, Pipe           methods, codec, logger, Limits
+//	DialOptions        Dial                    the same, and the handshake's HTTP
+//	AcceptOptions      Accept                  the same, and the checks before the upgrade
+//	ServerOptions      NewServer               Accept's, and what is server-wide
+//	HTTPClientOptions  NewHTTPClient           codec, size limit, HTTP
+//
+// A nil pointer, and every zero field, means the default. Options must not
+// be modified after use.
 
-	// Logger receives what must not go on the wire: handler errors that
-	// are not *Error, recovered panics, protocol violations of the other
-	// side. Nil logs nothing.
-	Logger *slog.Logger
-
-	// Codec encodes params and results. Nil uses encoding/json.
-	Codec Codec
-
+// Limits bound what one peer reads, holds, runs and waits for. Every zero
+// field means its default (the Default constants; see the Limits section
+// of the package documentation for why each was chosen). The same Limits
+// apply to a Server's POST requests where they make sense.
+type Limits struct {
 	// MaxMessageSize bounds one incoming message, and the messages this
 	// peer agrees to send. A peer that sends more is closed with status
 	// 1009. Default 4 MiB.
@@ -82,8 +84,8 @@ type Options struct {
 	// nothing more until its handlers give bytes back (TCP backpressure),
 	// except while a call of its own awaits an answer: then it reads on,
 	// and answers CodeServerBusy to a request that does not fit. It bounds
-	// the outbound queue's bytes as well. Default 4 × MaxMessageSize;
-	// never less than MaxMessageSize.
+	// the outbound queue's bytes as well (Server.Broadcast). Default 4 ×
+	// MaxMessageSize; never less than MaxMessageSize.
 	MaxPeerBytes int64
 
 	// WriteTimeout bounds one message write; a peer that does not read
@@ -98,68 +100,235 @@ type Options struct {
 	PingTimeout time.Duration
 	// MessageTimeout bounds the time from the first to the last byte of
 	// one incoming message (checked every eighth of it, so within an
-	// eighth more). Default 30s.
+	// eighth more), and the body of a POST request. Default 30s.
 	MessageTimeout time.Duration
+}
+
+// PeerOptions configure a Peer made by NewPeer or Pipe.
+type PeerOptions struct {
+	// Methods is the table served to the other side. Nil serves nothing:
+	// every request is answered with CodeMethodNotFound.
+	Methods *Methods
+	// Codec encodes params and results. Nil uses encoding/json.
+	Codec Codec
+	// Logger receives what must not go on the wire: handler errors that
+	// are not *Error, recovered panics, protocol violations of the other
+	// side. Nil logs nothing.
+	Logger *slog.Logger
+	// Limits bound the peer; zero fields are defaults.
+	Limits Limits
+}
+
+// DialOptions configure Dial: the peer, and the handshake.
+type DialOptions struct {
+	// Methods, Codec, Logger and Limits are as in PeerOptions.
+	Methods *Methods
+	Codec   Codec
+	Logger  *slog.Logger
+	Limits  Limits
+
+	// HTTPHeader is sent with the handshake (e.g. Authorization).
+	HTTPHeader http.Header
+	// HTTPClient performs the handshake. Nil uses http.DefaultClient; its
+	// Timeout must be zero, as for coder/websocket.
+	HTTPClient *http.Client
+}
+
+// AcceptOptions configure Accept: the peer, and the checks an upgrade
+// request passes first.
+type AcceptOptions struct {
+	// Methods, Codec, Logger and Limits are as in PeerOptions.
+	Methods *Methods
+	Codec   Codec
+	Logger  *slog.Logger
+	Limits  Limits
 
 	// OriginPatterns lists the origins (host patterns, as in
 	// github.com/coder/websocket's AcceptOptions) that may connect from a
-	// browser besides the request's own host. Accept side only.
+	// browser besides the request's own host.
 	OriginPatterns []string
 	// InsecureAllowAnyOrigin disables the Origin check, which exposes every
-	// user's browser to cross-site WebSocket hijacking. Accept side only.
+	// user's browser to cross-site WebSocket hijacking.
 	InsecureAllowAnyOrigin bool
 	// AllowedHosts lists the Host header values accepted. When empty and
 	// the server listens on a loopback address, only loopback host names
-	// are accepted, which defeats DNS rebinding. Accept side only.
+	// are accepted, which defeats DNS rebinding.
 	AllowedHosts []string
 	// Authenticate runs on the upgrade request before the upgrade. A
 	// non-nil error refuses the connection (401, or the status of an
 	// *HTTPError); the returned identity is available to every handler as
-	// Peer.Identity. It runs on each POST to a Server too, whose handlers
-	// see the identity with IdentityFromContext. Accept side only.
+	// Peer.Identity.
+	Authenticate func(r *http.Request) (identity any, err error)
+}
+
+// ServerOptions configure a Server: its peers, the checks before each
+// upgrade or POST, and what the server bounds as a whole.
+type ServerOptions struct {
+	// Methods, Codec, Logger and Limits are as in PeerOptions, for every
+	// peer and every POST request.
+	Methods *Methods
+	Codec   Codec
+	Logger  *slog.Logger
+	Limits  Limits
+
+	// OriginPatterns, InsecureAllowAnyOrigin and AllowedHosts are as in
+	// AcceptOptions, for upgrades and POST requests alike.
+	OriginPatterns         []string
+	InsecureAllowAnyOrigin bool
+	AllowedHosts           []string
+	// Authenticate is as in AcceptOptions. It runs on each POST too, whose
+	// handlers see the identity with IdentityFromContext.
 	Authenticate func(r *http.Request) (identity any, err error)
 
-	// MaxConnections caps the peers of a Server and the POST requests it
-	// serves at once, together; over it, requests get HTTP 429. Default
-	// 10000. Server only.
+	// MaxConnections caps the peers and the POST requests served at once,
+	// together; over it, requests get HTTP 429. Default 10000.
 	MaxConnections int
 	// MaxServerBytes bounds the bytes of inbound messages that all the
-	// peers of a Server hold together, beyond the first 64 KiB of each
-	// (so that small messages never wait for the bytes of others), and
-	// the bodies of the POST requests in progress. A peer with no room
-	// waits before reading a message's payload; a POST with no room gets
-	// HTTP 503. Default 256 MiB. Server only.
+	// peers hold together, beyond the first 64 KiB of each (so that small
+	// messages never wait for the bytes of others), and the bodies of the
+	// POST requests in progress. A peer with no room waits before reading
+	// a message's payload; a POST with no room gets HTTP 503. Default 256
+	// MiB.
 	MaxServerBytes int64
 	// MaxOutbound bounds the messages waiting in a peer's outbound queue
-	// (Server.Broadcast), and MaxPeerBytes their bytes; SlowPeers says what
-	// happens to a broadcast that finds it full. The messages are shared
-	// by the peers they go to, so memory grows with the broadcasts in
-	// flight, not with the peers. Default 1024. Server only.
+	// (Server.Broadcast), and Limits.MaxPeerBytes their bytes; SlowPeers
+	// says what happens to a broadcast that finds it full. The messages
+	// are shared by the peers they go to, so memory grows with the
+	// broadcasts in flight, not with the peers. Default 1024.
 	MaxOutbound int
 	// SlowPeers says what Broadcast does for a peer whose outbound queue
 	// is full: wait for room (the default, SlowPeerWait), drop the message
-	// for it (SlowPeerDrop) or close it (SlowPeerClose). Server only.
+	// for it (SlowPeerDrop) or close it (SlowPeerClose).
 	SlowPeers SlowPeerPolicy
-	// OnConnect runs when a Server's peer is connected. The peer reads
-	// already, so OnConnect may call it (with any context) to ask who it
-	// is; the requests and notifications the other side sends wait until
-	// OnConnect has returned. Server only.
+	// OnConnect runs when a peer is connected. The peer reads already, so
+	// OnConnect may call it (with any context) to ask who it is; the
+	// requests and notifications the other side sends wait until
+	// OnConnect has returned.
 	OnConnect func(p *Peer)
-	// OnDisconnect runs when a Server's peer has ended and all its
-	// goroutines have returned. Server only.
+	// OnDisconnect runs when a peer has ended and all its goroutines have
+	// returned.
 	OnDisconnect func(p *Peer)
+}
 
-	// HTTPHeader is sent with the handshake, and with every request of an
-	// HTTPClient. Dial and NewHTTPClient only.
+// HTTPClientOptions configure an HTTPClient.
+type HTTPClientOptions struct {
+	// Codec encodes params and results. Nil uses encoding/json.
+	Codec Codec
+	// MaxMessageSize bounds the requests the client sends and the
+	// responses it accepts. Default 4 MiB.
+	MaxMessageSize int64
+	// Header is sent with every request (e.g. Authorization).
+	Header http.Header
+	// Client performs the requests. Nil uses http.DefaultClient.
+	Client *http.Client
+}
+
+// options is every role's options in one flat struct: what config is
+// made of. The roles' structs convert to it below.
+type options struct {
+	Methods *Methods
+	Logger  *slog.Logger
+	Codec   Codec
+
+	MaxMessageSize   int64
+	MaxBatch         int
+	MaxBatchResponse int
+	MaxHandlers      int
+	MaxQueued        int
+	MaxNotifications int
+	MaxPending       int
+	MaxPeerBytes     int64
+	WriteTimeout     time.Duration
+	PingInterval     time.Duration
+	PingTimeout      time.Duration
+	MessageTimeout   time.Duration
+
+	OriginPatterns         []string
+	InsecureAllowAnyOrigin bool
+	AllowedHosts           []string
+	Authenticate           func(r *http.Request) (identity any, err error)
+
+	MaxConnections int
+	MaxServerBytes int64
+	MaxOutbound    int
+	SlowPeers      SlowPeerPolicy
+	OnConnect      func(p *Peer)
+	OnDisconnect   func(p *Peer)
+
 	HTTPHeader http.Header
-	// HTTPClient performs the handshake, or an HTTPClient's requests. Dial
-	// and NewHTTPClient only.
 	HTTPClient *http.Client
 }
 
-// config is Options with the defaults filled in.
+// peerOptions is the part every role with a peer shares.
+func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits) *options {
+	return &options{
+		Methods: m, Codec: c, Logger: log,
+		MaxMessageSize:   l.MaxMessageSize,
+		MaxBatch:         l.MaxBatch,
+		MaxBatchResponse: l.MaxBatchResponse,
+		MaxHandlers:      l.MaxHandlers,
+		MaxQueued:        l.MaxQueued,
+		MaxNotifications: l.MaxNotifications,
+		MaxPending:       l.MaxPending,
+		MaxPeerBytes:     l.MaxPeerBytes,
+		WriteTimeout:     l.WriteTimeout,
+		PingInterval:     l.PingInterval,
+		PingTimeout:      l.PingTimeout,
+		MessageTimeout:   l.MessageTimeout,
+	}
+}
+
+func (o *PeerOptions) options() *options {
+	if o == nil {
+		return nil
+	}
+	return peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+}
+
+func (o *DialOptions) options() *options {
+	if o == nil {
+		return nil
+	}
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+	opts.HTTPHeader, opts.HTTPClient = o.HTTPHeader, o.HTTPClient
+	return opts
+}
+
+func (o *AcceptOptions) options() *options {
+	if o == nil {
+		return nil
+	}
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+	opts.OriginPatterns, opts.InsecureAllowAnyOrigin = o.OriginPatterns, o.InsecureAllowAnyOrigin
+	opts.AllowedHosts, opts.Authenticate = o.AllowedHosts, o.Authenticate
+	return opts
+}
+
+func (o *ServerOptions) options() *options {
+	if o == nil {
+		return nil
+	}
+	opts := (&AcceptOptions{
+		Methods: o.Methods, Codec: o.Codec, Logger: o.Logger, Limits: o.Limits,
+		OriginPatterns: o.OriginPatterns, InsecureAllowAnyOrigin: o.InsecureAllowAnyOrigin,
+		AllowedHosts: o.AllowedHosts, Authenticate: o.Authenticate,
+	}).options()
+	opts.MaxConnections, opts.MaxServerBytes = o.MaxConnections, o.MaxServerBytes
+	opts.MaxOutbound, opts.SlowPeers = o.MaxOutbound, o.SlowPeers
+	opts.OnConnect, opts.OnDisconnect = o.OnConnect, o.OnDisconnect
+	return opts
+}
+
+func (o *HTTPClientOptions) options() *options {
+	if o == nil {
+		return nil
+	}
+	return &options{Codec: o.Codec, MaxMessageSize: o.MaxMessageSize, HTTPHeader: o.Header, HTTPClient: o.Client}
+}
+
+// config is options with the defaults filled in.
 type config struct {
-	Options
+	options
 	log *slog.Logger
 	// smallMessage: messages under it are not charged to the byte
 	// budgets (see serve.go).
@@ -173,10 +342,10 @@ type warnedSet struct {
 	set map[string]struct{}
 }
 
-func (o *Options) config() *config {
+func (o *options) config() *config {
 	c := &config{}
 	if o != nil {
-		c.Options = *o
+		c.options = *o
 	}
 	def := func(v *int, d int) {
 		if *v <= 0 {

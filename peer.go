@@ -16,7 +16,7 @@ import (
 // call, notify and batch, and each serves its own method table to the other.
 //
 // A Peer's goroutines are its reader (at most one reads at a time; see
-// role.go), at most Options.MaxHandlers serving requests, one serving
+// role.go), at most Limits.MaxHandlers serving requests, one serving
 // notifications, one writing its outbound queue, and short-lived ones for
 // keepalive pings and closing; an idle peer has one goroutine, or none for
 // a moment after a call. All of them have returned when Close returns.
@@ -98,8 +98,8 @@ func PeerFromContext(ctx context.Context) *Peer {
 
 // NewPeer makes a Peer of an established WebSocket connection and starts
 // it. The Peer owns c from now on: closing the Peer closes c.
-func NewPeer(c *websocket.Conn, opts *Options) *Peer {
-	cfg := opts.config()
+func NewPeer(c *websocket.Conn, opts *PeerOptions) *Peer {
+	cfg := opts.options().config()
 	p := newPeer(newWSTransport(c, nil, nil, cfg), cfg, nil, nil)
 	p.start()
 	return p
@@ -210,8 +210,8 @@ func (p *Peer) checkSettled() {
 // cookies and remote address), or nil for a dialed peer.
 func (p *Peer) HTTPRequest() *http.Request { return p.httpReq }
 
-// Identity returns what Options.Authenticate or SetIdentity attached to the
-// peer, or nil.
+// Identity returns what Authenticate (ServerOptions, AcceptOptions) or
+// SetIdentity attached to the peer, or nil.
 func (p *Peer) Identity() any {
 	p.mu.Lock()
 	defer p.mu.Unlock()

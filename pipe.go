@@ -8,7 +8,11 @@ package wsrpc
 // receiver's MaxMessageSize closes the pipe with status 1009, as
 // coder/websocket would. Closing either peer closes the pipe; close both
 // to wait for all their goroutines.
-func Pipe(aOpts, bOpts *Options) (a, b *Peer) {
+func Pipe(aOpts, bOpts *PeerOptions) (a, b *Peer) {
+	return pipe(aOpts.options(), bOpts.options())
+}
+
+func pipe(aOpts, bOpts *options) (a, b *Peer) {
 	ea, eb := newPipe(64)
 	ca, cb := aOpts.config(), bOpts.config()
 	ea.maxMsg, eb.maxMsg = ca.MaxMessageSize, cb.MaxMessageSize

@@ -39,7 +39,7 @@ func closeStatusAfter(t *testing.T, url string, typ websocket.MessageType, msg s
 // e64ff61 it got -32700 and the connection stayed.
 func TestInvalidUTF8Closes1007(t *testing.T) {
 	t.Parallel()
-	s := rsNewServer(t, Options{Methods: arith()})
+	s := rsNewServer(t, options{Methods: arith()})
 	for name, msg := range map[string]string{
 		"in method":  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\xff\"}",
 		"in params":  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":[\"\xc3\x28\"]}",
@@ -60,7 +60,7 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 // served as JSON, undocumented.
 func TestBinaryCloses1003(t *testing.T) {
 	t.Parallel()
-	s := rsNewServer(t, Options{Methods: arith()})
+	s := rsNewServer(t, options{Methods: arith()})
 	got := closeStatusAfter(t, s.url, websocket.MessageBinary, `{"jsonrpc":"2.0","id":1,"method":"math.sum","params":[1,2]}`)
 	require.Equal(t, websocket.StatusUnsupportedData, got)
 }

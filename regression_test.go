@@ -38,9 +38,9 @@ func TestTypedNilErrorIsInternal(t *testing.T) {
 			return func(ctx context.Context, req *Request) (any, error) { return nil, nilErr() }
 		})
 	Register(m, "ok", func(context.Context, any) (int, error) { return 7, nil })
-	s := appServe(t, &Options{Methods: m})
+	s := appServe(t, &options{Methods: m})
 	peer := appDial(t, s.ws, nil)
-	client := NewHTTPClient(s.url, nil)
+	client := newHTTPClient(s.url, nil)
 	want := map[string]int64{"handler": CodeInternalError, "guarded": CodeUnauthorized, "middleware": CodeInternalError}
 	for name, c := range map[string]Caller{"websocket": peer, "http": client} {
 		for method, code := range want {
@@ -96,7 +96,7 @@ func TestCloseFromOwnHandler(t *testing.T) {
 				Register(m, "logout", logout)
 			}
 			disconnects := make(chan *Peer, 2)
-			s := appServe(t, &Options{Methods: m, OnDisconnect: func(p *Peer) { disconnects <- p }})
+			s := appServe(t, &options{Methods: m, OnDisconnect: func(p *Peer) { disconnects <- p }})
 			c := appDial(t, s.ws, nil)
 			if how == "notification" {
 				require.NoError(t, c.Notify(context.Background(), "logout", nil))
@@ -133,7 +133,7 @@ func TestCallFromOnConnect(t *testing.T) {
 		return "hello, " + name, nil
 	})
 	onConnectErr := make(chan error, 8)
-	s := appServe(t, &Options{Methods: m, OnConnect: func(p *Peer) {
+	s := appServe(t, &options{Methods: m, OnConnect: func(p *Peer) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		name, err := Call[string](ctx, p, "client.name", nil)
@@ -143,7 +143,7 @@ func TestCallFromOnConnect(t *testing.T) {
 	for i := range 5 {
 		cm := NewMethods()
 		Register(cm, "client.name", func(context.Context, any) (string, error) { return "ada", nil })
-		c := appDial(t, s.ws, &Options{Methods: cm})
+		c := appDial(t, s.ws, &options{Methods: cm})
 		got, err := Call[string](context.Background(), c, "hello", nil)
 		require.NoError(t, err, "round %d", i)
 		require.Equal(t, "hello, ada", got, "round %d: the request ran before OnConnect returned", i)
@@ -158,7 +158,7 @@ func TestCallFromOnConnect(t *testing.T) {
 // client's Dial returned skipped it in 3 of 35 rounds.
 func TestBroadcastReachesJustConnected(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &Options{})
+	s := appServe(t, &options{})
 	for round := range 50 {
 		got := make(chan int, 1)
 		cm := NewMethods()
@@ -166,7 +166,7 @@ func TestBroadcastReachesJustConnected(t *testing.T) {
 			got <- p[0]
 			return nil, nil
 		})
-		c := appDial(t, s.ws, &Options{Methods: cm})
+		c := appDial(t, s.ws, &options{Methods: cm})
 		_, err := sentOf(s.Broadcast(context.Background(), "news", []int{round}, nil))
 		require.NoError(t, err)
 		require.Equal(t, round, rsWait(t, got, "the broadcast"), "round %d", round)
@@ -182,25 +182,25 @@ func TestBroadcastReachesJustConnected(t *testing.T) {
 // 101 but got 401".
 func TestDialRefusalIsHTTPError(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &Options{Authenticate: func(r *http.Request) (any, error) {
+	s := appServe(t, &options{Authenticate: func(r *http.Request) (any, error) {
 		if r.Header.Get("Authorization") != "Bearer good" {
 			return nil, &HTTPError{Status: http.StatusUnauthorized, Message: "bad token"}
 		}
 		return "ok", nil
 	}})
-	_, err := Dial(context.Background(), s.ws, &Options{HTTPHeader: http.Header{"Authorization": {"Bearer bad"}}})
+	_, err := dial(context.Background(), s.ws, &options{HTTPHeader: http.Header{"Authorization": {"Bearer bad"}}})
 	var he *HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusUnauthorized, he.Status)
 	require.Equal(t, "bad token", he.Message)
-	p := appDial(t, s.ws, &Options{HTTPHeader: http.Header{"Authorization": {"Bearer good"}}})
+	p := appDial(t, s.ws, &options{HTTPHeader: http.Header{"Authorization": {"Bearer good"}}})
 	require.NoError(t, p.Err())
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	_, err = Dial(context.Background(), "ws://"+addr+"/", nil)
+	_, err = dial(context.Background(), "ws://"+addr+"/", nil)
 	require.Error(t, err)
 	require.False(t, errors.As(err, &he), "a network failure is not a refusal: %v", err)
 }
@@ -211,7 +211,7 @@ func TestDialRefusalIsHTTPError(t *testing.T) {
 // open sockets to test their handlers.)
 func TestPipe(t *testing.T) {
 	t.Parallel()
-	c, s := Pipe(nil, &Options{Methods: arith(), MaxMessageSize: 1 << 10})
+	c, s := pipe(nil, &options{Methods: arith(), MaxMessageSize: 1 << 10})
 	defer s.Close()
 	defer c.Close()
 	n, err := Call[int](context.Background(), c, "math.sum", []int{1, 2})
@@ -227,7 +227,7 @@ func TestPipe(t *testing.T) {
 // item 10: an application kept a map[*Peer]*session by hand.)
 func TestKeyPerPeer(t *testing.T) {
 	t.Parallel()
-	a, b := Pipe(nil, nil)
+	a, b := pipe(nil, nil)
 	defer a.Close()
 	defer b.Close()
 	user, role := NewKey[string]("user"), NewKey[string]("role")
@@ -261,7 +261,7 @@ func TestRefusalsLoggedOnce(t *testing.T) {
 		defer mu.Unlock()
 		return logged.Write(b)
 	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := appServe(t, &Options{Methods: arith(), Logger: logger})
+	s := appServe(t, &options{Methods: arith(), Logger: logger})
 	for range 3 {
 		req, err := http.NewRequest("POST", s.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"math.sum","params":[1,2]}`))
 		require.NoError(t, err)
@@ -271,7 +271,7 @@ func TestRefusalsLoggedOnce(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusForbidden, resp.StatusCode)
-		_, err = Dial(context.Background(), s.ws, &Options{HTTPHeader: http.Header{"Origin": {"http://localhost:3000"}}})
+		_, err = dial(context.Background(), s.ws, &options{HTTPHeader: http.Header{"Origin": {"http://localhost:3000"}}})
 		require.Error(t, err)
 	}
 	mu.Lock()
@@ -309,7 +309,7 @@ func TestStrictArguments(t *testing.T) {
 	m := NewMethods()
 	Register(m, "subtract", func(_ context.Context, a sub) (float64, error) { return a.Minuend - a.Subtrahend, nil })
 	Register(m, "opts", func(_ context.Context, a opts) (int, error) { return a.Need, nil })
-	c, s := Pipe(nil, &Options{Methods: m})
+	c, s := pipe(nil, &options{Methods: m})
 	defer s.Close()
 	defer c.Close()
 	ctx := context.Background()

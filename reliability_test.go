@@ -30,7 +30,7 @@ import (
 
 // rsPipePeers returns two started peers connected in memory. Inside a
 // bubble, the caller closes them.
-func rsPipePeers(a, b *Options) (*Peer, *Peer) {
+func rsPipePeers(a, b *options) (*Peer, *Peer) {
 	ea, eb := newPipe(64)
 	pa := newPeer(ea, a.config(), nil, nil)
 	pb := newPeer(eb, b.config(), nil, nil)
@@ -50,7 +50,7 @@ type rsSrv struct {
 
 // rsNewServer serves a Server over loopback HTTP; it is shut down at the
 // end of the test.
-func rsNewServer(t *testing.T, opts Options) *rsSrv {
+func rsNewServer(t *testing.T, opts options) *rsSrv {
 	s := &rsSrv{peers: make(chan *Peer, 64)}
 	prevC, prevD := opts.OnConnect, opts.OnDisconnect
 	opts.OnConnect = func(p *Peer) {
@@ -68,7 +68,7 @@ func rsNewServer(t *testing.T, opts Options) *rsSrv {
 			prevD(p)
 		}
 	}
-	s.srv = NewServer(&opts)
+	s.srv = newServer(&opts)
 	s.hs = httptest.NewServer(s.srv)
 	s.url = "ws" + strings.TrimPrefix(s.hs.URL, "http")
 	s.addr = s.hs.Listener.Addr().String()
@@ -92,9 +92,9 @@ func (s *rsSrv) peer(t *testing.T) *Peer {
 	}
 }
 
-func rsDial(t *testing.T, url string, opts *Options) *Peer {
+func rsDial(t *testing.T, url string, opts *options) *Peer {
 	t.Helper()
-	p, err := Dial(context.Background(), url, opts)
+	p, err := dial(context.Background(), url, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close() })
 	return p
@@ -333,7 +333,7 @@ func TestDuplicateInflightIDs(t *testing.T) {
 			}
 			return "done", nil
 		})
-		r := rsNewRaw(&Options{Methods: m}, 64)
+		r := rsNewRaw(&options{Methods: m}, 64)
 		defer r.p.Close()
 		for _, id := range ids {
 			req := `{"jsonrpc":"2.0","id":` + id + `,"method":"block"}`
@@ -381,7 +381,7 @@ func TestReentrantCallbacks8Deep(t *testing.T) {
 			return m
 		}
 		// 4 handler slots per side: an 8-deep chain holds all of them.
-		a, b := rsPipePeers(&Options{Methods: bounce("A"), MaxHandlers: 4, MaxQueued: 4}, &Options{Methods: bounce("B"), MaxHandlers: 4, MaxQueued: 4})
+		a, b := rsPipePeers(&options{Methods: bounce("A"), MaxHandlers: 4, MaxQueued: 4}, &options{Methods: bounce("B"), MaxHandlers: 4, MaxQueued: 4})
 		defer a.Close()
 		defer b.Close()
 		s, err := Call[string](context.Background(), a, "bounce", []int{8})
@@ -414,7 +414,7 @@ func TestSaturatedBothWays(t *testing.T) {
 				})
 				return m
 			}
-			opts := func() *Options { return &Options{Methods: mk(), MaxHandlers: 2, MaxQueued: 2, MaxPending: 64} }
+			opts := func() *options { return &options{Methods: mk(), MaxHandlers: 2, MaxQueued: 2, MaxPending: 64} }
 			a, b := rsPipePeers(opts(), opts())
 			defer a.Close()
 			defer b.Close()
@@ -482,11 +482,11 @@ func TestCancellationIsolation(t *testing.T) {
 		<-bigRelease
 		return true, nil
 	})
-	s := rsNewServer(t, Options{Methods: m})
+	s := rsNewServer(t, options{Methods: m})
 
 	c, _, err := websocket.Dial(context.Background(), s.url, nil)
 	require.NoError(t, err)
-	cfg := (&Options{}).config()
+	cfg := (&options{}).config()
 	var bigCancel atomic.Pointer[context.CancelFunc]
 	var bigCancelledAt atomic.Int64
 	hook := &rsWriteHook{transport: newWSTransport(c, nil, nil, cfg), onWrite: func(b []byte) {
@@ -663,8 +663,8 @@ func TestDisconnectWithCallsInFlight(t *testing.T) {
 	t.Run("cut", func(t *testing.T) {
 		const n = 1000
 		sb, cb := rsNewBlocker(n), rsNewBlocker(n)
-		opts := func(m *Methods) Options {
-			return Options{Methods: m, MaxHandlers: n + 10, MaxPending: n + 10}
+		opts := func(m *Methods) options {
+			return options{Methods: m, MaxHandlers: n + 10, MaxPending: n + 10}
 		}
 		s := rsNewServer(t, opts(sb.methods()))
 		proxy := rsNewProxy(t, s.addr)
@@ -734,7 +734,7 @@ func TestCloseRace(t *testing.T) {
 				return 0, ctx.Err()
 			}
 		})
-		opts := Options{Methods: m, MaxHandlers: 16, MaxQueued: 64}
+		opts := options{Methods: m, MaxHandlers: 16, MaxQueued: 64}
 		s := rsNewServer(t, opts)
 		client := rsDial(t, s.url, &opts)
 		server := s.peer(t)
@@ -814,7 +814,7 @@ func TestCloseRace(t *testing.T) {
 func TestWriteTimeoutClosesNonReader(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&Options{WriteTimeout: 3 * time.Second, PingInterval: -1}, 4)
+		r := rsNewRaw(&options{WriteTimeout: 3 * time.Second, PingInterval: -1}, 4)
 		defer r.p.Close()
 		start := time.Now()
 		callErr := make(chan error, 1)
@@ -850,7 +850,7 @@ func TestWriteTimeoutClosesNonReader(t *testing.T) {
 func TestKeepaliveClosesDeadPeer(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&Options{PingInterval: 2 * time.Second, PingTimeout: time.Second}, 4)
+		r := rsNewRaw(&options{PingInterval: 2 * time.Second, PingTimeout: time.Second}, 4)
 		defer r.p.Close()
 		time.Sleep(time.Hour) // fake time: an hour idle with a live peer
 		synctest.Wait()
@@ -894,7 +894,7 @@ func TestNotificationFloodCloses(t *testing.T) {
 				<-ctx.Done()
 				return nil, nil
 			})
-			r := rsNewRaw(&Options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 4*limit)
+			r := rsNewRaw(&options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 4*limit)
 			defer r.p.Close()
 			var start time.Time
 			for i := range limit + 1 {
@@ -935,7 +935,7 @@ func TestNotificationFloodCloses(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 				return nil, nil
 			})
-			r := rsNewRaw(&Options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 8*limit)
+			r := rsNewRaw(&options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 8*limit)
 			defer r.p.Close()
 			for i := range 6 * limit {
 				r.send(t, note(i))
@@ -979,7 +979,7 @@ func rsClientFrame(n int) (header []byte, mask [4]byte) {
 // rsAcceptPipe accepts a peer (started, closed at the end of the test) over
 // one end of a net.Pipe, inside a synctest bubble; the test speaks raw
 // WebSocket frames on the returned client end.
-func rsAcceptPipe(t *testing.T, opts *Options) (*Peer, net.Conn, *bufio.Reader) {
+func rsAcceptPipe(t *testing.T, opts *options) (*Peer, net.Conn, *bufio.Reader) {
 	srvConn, cliConn := net.Pipe()
 	t.Cleanup(func() { cliConn.Close() })
 	req := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
@@ -1013,7 +1013,7 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int64
-		p, cliConn, cli := rsAcceptPipe(t, &Options{Methods: rsCountingMethods(&calls), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p, cliConn, cli := rsAcceptPipe(t, &options{Methods: rsCountingMethods(&calls), MessageTimeout: 5 * time.Second, PingInterval: -1})
 
 		trickle := func(msg string, gap time.Duration) error {
 			hdr, mask := rsClientFrame(len(msg))
@@ -1061,7 +1061,7 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 func TestMessageTimeoutCountsFromHeader(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		p, cliConn, _ := rsAcceptPipe(t, &Options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p, cliConn, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
 		// A text frame with a 64-bit length: 2 + 8 + 4 = 14 header bytes,
 		// one a second.
 		hdr := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 10, 1, 2, 3, 4}
@@ -1084,7 +1084,7 @@ func TestMessageTimeoutCountsFromHeader(t *testing.T) {
 		require.Error(t, <-trickled, "the header was sent whole: the peer waited for it")
 
 		// Control frames are timed the same way: a ping header trickled.
-		p2, cli2, _ := rsAcceptPipe(t, &Options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p2, cli2, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
 		go cli2.Write([]byte{0x89}) // FIN, ping: the rest never comes
 		<-p2.Done()
 		require.ErrorIs(t, p2.Err(), errMessageTimeout)
@@ -1101,8 +1101,8 @@ func TestMessageTooBigCloses1009(t *testing.T) {
 	sb, cb := rsNewBlocker(1), rsNewBlocker(1)
 	sm := sb.methods()
 	sm.Handle("echo", func(_ context.Context, req *Request) (any, error) { return true, nil })
-	s := rsNewServer(t, Options{Methods: sm, MaxMessageSize: 64 << 10})
-	client := rsDial(t, s.url, &Options{Methods: cb.methods(), MaxMessageSize: 1 << 20})
+	s := rsNewServer(t, options{Methods: sm, MaxMessageSize: 64 << 10})
+	client := rsDial(t, s.url, &options{Methods: cb.methods(), MaxMessageSize: 1 << 20})
 	server := s.peer(t)
 
 	// Sending more than one's own limit fails locally; the connection stays.
@@ -1140,7 +1140,7 @@ func TestBatchLimits(t *testing.T) {
 			return strings.Repeat("r", 4096), nil
 		})
 		const respCap = 600
-		r := rsNewRaw(&Options{Methods: m, MaxBatch: 5, MaxBatchResponse: respCap, MaxMessageSize: 1024}, 8)
+		r := rsNewRaw(&options{Methods: m, MaxBatch: 5, MaxBatchResponse: respCap, MaxMessageSize: 1024}, 8)
 		defer r.p.Close()
 		item := func(id int) string {
 			return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"echo","params":["` + strings.Repeat("p", 120) + `"]}`
@@ -1215,7 +1215,7 @@ func TestServerBusy(t *testing.T) {
 			<-release
 			return "done", nil
 		})
-		r := rsNewRaw(&Options{Methods: m, MaxHandlers: 2, MaxQueued: 3}, 16)
+		r := rsNewRaw(&options{Methods: m, MaxHandlers: 2, MaxQueued: 3}, 16)
 		defer r.p.Close()
 		for i := range 5 {
 			require.Empty(t, r.exchange(t, `{"jsonrpc":"2.0","id":`+strconv.Itoa(i)+`,"method":"block"}`), "request %d", i)
@@ -1248,7 +1248,7 @@ func TestServerBusy(t *testing.T) {
 func TestMaxPendingWaits(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&Options{MaxPending: 2}, 16)
+		r := rsNewRaw(&options{MaxPending: 2}, 16)
 		defer r.p.Close()
 		results := make(chan error, 3)
 		for range 2 {
@@ -1295,7 +1295,7 @@ func TestShutdownGraceful(t *testing.T) {
 		return "finished", ctx.Err()
 	})
 	m.Handle("ok", func(context.Context, *Request) (any, error) { return true, nil })
-	s := rsNewServer(t, Options{Methods: m})
+	s := rsNewServer(t, options{Methods: m})
 	client := rsDial(t, s.url, nil)
 	server := s.peer(t)
 
@@ -1366,7 +1366,7 @@ func TestShutdownDeadline(t *testing.T) {
 				<-release // ignores ctx
 				return nil, nil
 			})
-			s := rsNewServer(t, Options{Methods: m})
+			s := rsNewServer(t, options{Methods: m})
 			defer close(release) // before the server's cleanup waits for it
 			rsRawWebSocket(t, s.addr)
 			s.peer(t)
@@ -1398,7 +1398,7 @@ func TestShutdownDeadline(t *testing.T) {
 func TestCancelWhileWaitingToWrite(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&Options{WriteTimeout: 10 * time.Second, PingInterval: -1}, 1)
+		r := rsNewRaw(&options{WriteTimeout: 10 * time.Second, PingInterval: -1}, 1)
 		defer r.p.Close()
 		require.NoError(t, r.p.Notify(context.Background(), "fills.the.buffer", nil))
 		stuck := make(chan error, 1)
@@ -1446,7 +1446,7 @@ func TestCallPoolSurvivesSynctest(t *testing.T) {
 		return m
 	}
 	synctest.Test(t, func(t *testing.T) {
-		a, b := rsPipePeers(&Options{Methods: echo()}, &Options{Methods: echo()})
+		a, b := rsPipePeers(&options{Methods: echo()}, &options{Methods: echo()})
 		defer a.Close()
 		defer b.Close()
 		for i := range 100 {
@@ -1455,7 +1455,7 @@ func TestCallPoolSurvivesSynctest(t *testing.T) {
 			require.Equal(t, i, n)
 		}
 	})
-	a, b := rsPipePeers(&Options{Methods: echo()}, &Options{Methods: echo()})
+	a, b := rsPipePeers(&options{Methods: echo()}, &options{Methods: echo()})
 	defer a.Close()
 	defer b.Close()
 	for i := range 100 {

@@ -32,7 +32,7 @@ type rsRaw struct {
 
 // rsNewRaw must be called inside the synctest bubble (or test) that uses
 // it. The caller closes r.p.
-func rsNewRaw(opts *Options, buffer int) *rsRaw {
+func rsNewRaw(opts *options, buffer int) *rsRaw {
 	a, b := newPipe(buffer)
 	p := newPeer(a, opts.config(), nil, nil)
 	p.start()
@@ -155,7 +155,7 @@ func TestEnvelopeStrictness(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int64
-		r := rsNewRaw(&Options{Methods: rsCountingMethods(&calls)}, 8)
+		r := rsNewRaw(&options{Methods: rsCountingMethods(&calls)}, 8)
 		defer r.p.Close()
 		for _, c := range cases {
 			got := r.exchange(t, c.msg)
@@ -187,7 +187,7 @@ func TestEnvelopeIDEcho(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int64
-		r := rsNewRaw(&Options{Methods: rsCountingMethods(&calls)}, 8)
+		r := rsNewRaw(&options{Methods: rsCountingMethods(&calls)}, 8)
 		defer r.p.Close()
 		for _, id := range ids {
 			for _, ws := range []string{"", " \n\t"} {
@@ -301,7 +301,7 @@ func TestErrorHygiene(t *testing.T) {
 		{"typed.map", `{"a":"b"}`},
 	}
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&Options{Methods: m}, 8)
+		r := rsNewRaw(&options{Methods: m}, 8)
 		defer r.p.Close()
 		var batch []string
 		for i, q := range reqs {
@@ -368,7 +368,7 @@ type rsAuthServer struct {
 	identities chan any
 }
 
-func rsNewAuthServer(t *testing.T, opts Options) *rsAuthServer {
+func rsNewAuthServer(t *testing.T, opts options) *rsAuthServer {
 	s := &rsAuthServer{identities: make(chan any, 1)}
 	m := NewMethods()
 	m.Handle("whoami", func(ctx context.Context, _ *Request) (any, error) {
@@ -387,7 +387,7 @@ func rsNewAuthServer(t *testing.T, opts Options) *rsAuthServer {
 		}
 	}
 	opts.OnConnect = func(*Peer) { s.connects.Add(1) }
-	s.srv = NewServer(&opts)
+	s.srv = newServer(&opts)
 	hs := httptest.NewServer(s.srv)
 	t.Cleanup(func() {
 		require.NoError(t, s.srv.Shutdown(context.Background()))
@@ -433,7 +433,7 @@ func (s *rsAuthServer) upgrade(t *testing.T, host, origin, auth string) (int, st
 
 func TestUpgradeRefusals(t *testing.T) {
 	t.Parallel()
-	s := rsNewAuthServer(t, Options{OriginPatterns: []string{"trusted.example"}})
+	s := rsNewAuthServer(t, options{OriginPatterns: []string{"trusted.example"}})
 	_, port, _ := net.SplitHostPort(s.addr)
 	good := "Bearer alice"
 	cases := []struct {
@@ -483,9 +483,9 @@ func TestUpgradeRefusals(t *testing.T) {
 
 func TestAuthenticatedIdentityReachesHandlers(t *testing.T) {
 	t.Parallel()
-	s := rsNewAuthServer(t, Options{})
+	s := rsNewAuthServer(t, options{})
 	ctx := t.Context()
-	p, err := Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http"), &Options{HTTPHeader: http.Header{"Authorization": {"Bearer alice"}}})
+	p, err := dial(ctx, "ws"+strings.TrimPrefix(s.url, "http"), &options{HTTPHeader: http.Header{"Authorization": {"Bearer alice"}}})
 	require.NoError(t, err)
 	defer p.Close()
 	who, err := Call[string](ctx, p, "whoami", nil)

@@ -16,18 +16,18 @@ import (
 // apply:
 //
 //   - Bytes, before a message is read (reserve): a peer holds at most
-//     Options.MaxPeerBytes of inbound messages, counting the one being
-//     read; a Server's peers together hold at most Options.MaxServerBytes
+//     Limits.MaxPeerBytes of inbound messages, counting the one being
+//     read; a Server's peers together hold at most ServerOptions.MaxServerBytes
 //     beyond the first peerFloor bytes of each. With no room, the reader
 //     waits (TCP backpressure), unless waiting could deadlock: while a call
 //     of this peer awaits an answer, the message is read over budget and
 //     admission refuses what does not fit.
-//   - Handler slots (admit): at most Options.MaxHandlers requests and
-//     batches run at once; up to Options.MaxQueued more wait; beyond that,
+//   - Handler slots (admit): at most Limits.MaxHandlers requests and
+//     batches run at once; up to Limits.MaxQueued more wait; beyond that,
 //     CodeServerBusy, and the reader reads nothing more until a slot or a
 //     place is free (so that a flood costs one refusal, not one per
 //     message). Notifications run one at a time, in order; up to
-//     Options.MaxNotifications wait, then the reader waits.
+//     Limits.MaxNotifications wait, then the reader waits.
 //   - Goroutines: a request runs on the reader itself while it is quick
 //     (see read.go), otherwise on a goroutine holding its slot, which then
 //     serves the queue. A handler waiting for an answer from its own peer

@@ -24,7 +24,11 @@ import (
 // 429, 503) makes Dial return an error wrapping an *HTTPError with the
 // status and the server's message, which errors.As tells apart from a
 // network failure: a reconnect loop stops on 401 and retries on the rest.
-func Dial(ctx context.Context, url string, opts *Options) (*Peer, error) {
+func Dial(ctx context.Context, url string, opts *DialOptions) (*Peer, error) {
+	return dial(ctx, url, opts.options())
+}
+
+func dial(ctx context.Context, url string, opts *options) (*Peer, error) {
 	cfg := opts.config()
 	client, frames := cfg.HTTPClient, func() *frameConn { return nil }
 	if u, err := neturl.Parse(url); err == nil {
@@ -82,12 +86,12 @@ func newHTTPError(status int, body []byte) *HTTPError {
 
 // Accept upgrades an HTTP request to a WebSocket connection and returns its
 // Peer, started. Before the upgrade it checks, in order: the Host header
-// (Options.AllowedHosts; loopback names only on a loopback listener), the
-// Origin (same host, Options.OriginPatterns; "null" is refused), and
-// Options.Authenticate. A refused request gets a 4xx response and Accept
+// (AcceptOptions.AllowedHosts; loopback names only on a loopback listener), the
+// Origin (same host, AcceptOptions.OriginPatterns; "null" is refused), and
+// AcceptOptions.Authenticate. A refused request gets a 4xx response and Accept
 // returns an error; no Peer is created.
-func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Peer, error) {
-	p, err := accept(w, r, opts.config(), nil)
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Peer, error) {
+	p, err := accept(w, r, opts.options().config(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +148,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
-// authenticate runs Options.Authenticate on r. On refusal it answers with
+// authenticate runs the Authenticate option on r. On refusal it answers with
 // 401, or the status of an *HTTPError, and returns the error.
 func authenticate(w http.ResponseWriter, r *http.Request, cfg *config) (identity any, err error) {
 	if cfg.Authenticate == nil {
@@ -217,10 +221,10 @@ func (c *config) warnRefusal(r *http.Request, err error) {
 	switch err {
 	case errForbiddenHost:
 		what, value = "host", r.Host
-		hint = "Options.AllowedHosts lists the Host values to accept; behind a reverse proxy, the public host names it forwards (a loopback listener accepts only loopback names by default)"
+		hint = "AllowedHosts (ServerOptions, AcceptOptions) lists the Host values to accept; behind a reverse proxy, the public host names it forwards (a loopback listener accepts only loopback names by default)"
 	case errForbiddenOrigin:
 		what, value = "origin", r.Header.Get("Origin")
-		hint = "Options.OriginPatterns lists the browser origins to accept besides the request's own host, such as a dev server's \"localhost:3000\""
+		hint = "OriginPatterns (ServerOptions, AcceptOptions) lists the browser origins to accept besides the request's own host, such as a dev server's \"localhost:3000\""
 	default:
 		return
 	}
@@ -284,11 +288,11 @@ func isLoopbackName(host string) bool {
 }
 
 // Server is an http.Handler that accepts WebSocket connections and serves
-// Options.Methods to each. Mount it at any path. It knows its peers, caps
+// ServerOptions.Methods to each. Mount it at any path. It knows its peers, caps
 // their number and shuts them down gracefully.
 type Server struct {
 	cfg  *config
-	pool *pool // Options.MaxServerBytes, shared by peers and POSTs
+	pool *pool // ServerOptions.MaxServerBytes, shared by peers and POSTs
 
 	mu        sync.Mutex
 	peers     map[*Peer]struct{}
@@ -300,14 +304,18 @@ type Server struct {
 }
 
 // NewServer returns a Server configured by opts (nil for defaults).
-func NewServer(opts *Options) *Server {
+func NewServer(opts *ServerOptions) *Server {
+	return newServer(opts.options())
+}
+
+func newServer(opts *options) *Server {
 	cfg := opts.config()
 	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}, upgrades: map[*upgrade]struct{}{}}
 }
 
 // ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
 // is served until it ends. Peers and POST requests in progress count
-// together against Options.MaxConnections; past it, 429.
+// together against ServerOptions.MaxConnections; past it, 429.
 //
 // A POST with Content-Type application/json carries one JSON-RPC request,
 // notification or batch, served with the same methods, middleware, guards,
@@ -317,8 +325,8 @@ func NewServer(opts *Options) *Server {
 // or 204 when there is nothing to answer. The request itself may be
 // refused: 403 and 401 as an upgrade would be, 413 for a body over
 // MaxMessageSize, 415 for another Content-Type, 503 when
-// Options.MaxServerBytes has no room for its body, and 408 when its body
-// does not arrive within Options.MessageTimeout; a refused body is not read
+// ServerOptions.MaxServerBytes has no room for its body, and 408 when its body
+// does not arrive within Limits.MessageTimeout; a refused body is not read
 // to its end: the connection is closed after the answer.
 //
 // Other methods get 405, and every request 503 while shutting down. POST

@@ -86,7 +86,7 @@ func TestStressLockStep(t *testing.T) {
 	m := NewMethods()
 	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
 	m.HandleRaw("raw", func(_ context.Context, p json.RawMessage) (any, error) { return p, nil })
-	s := rsNewServer(t, Options{Methods: m})
+	s := rsNewServer(t, options{Methods: m})
 	for _, size := range []int{16, 64 << 10, 1 << 20} {
 		for _, withCtx := range []bool{false, true} {
 			for _, method := range []string{"echo", "raw"} {
@@ -101,7 +101,7 @@ func TestStressLockStep(t *testing.T) {
 }
 
 func stressLockStep(t *testing.T, url string, size int, withCtx bool, method string, calls int) {
-	p := rsDial(t, url, &Options{})
+	p := rsDial(t, url, &options{})
 	payload := strings.Repeat("x", size)
 	var done atomic.Int64
 	defer stallWatch(t, &done, 30*time.Second, func() { p.Close() })()
@@ -140,8 +140,8 @@ func TestLargeBackgroundCallsNeverStall(t *testing.T) {
 	t.Parallel()
 	m := NewMethods()
 	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
-	s := rsNewServer(t, Options{Methods: m, PingInterval: -1})
-	p := rsDial(t, s.url, &Options{PingInterval: -1})
+	s := rsNewServer(t, options{Methods: m, PingInterval: -1})
+	p := rsDial(t, s.url, &options{PingInterval: -1})
 	payload := strings.Repeat("y", 1<<20)
 	var done atomic.Int64
 	defer stallWatch(t, &done, 30*time.Second, func() { p.Close() })()

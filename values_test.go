@@ -189,7 +189,7 @@ func TestBasicParamsDecode(t *testing.T) {
 	Register(m, "ints", func(_ context.Context, p []int8) (int, error) { return len(p), nil })
 	Register(m, "f", func(_ context.Context, p float64) (float64, error) { return p * 2, nil })
 	Register(m, "b", func(_ context.Context, p []bool) (bool, error) { return p[0] && !p[1], nil })
-	_, raw := rawPeer(t, &Options{Methods: m})
+	_, raw := rawPeer(t, &options{Methods: m})
 	ok := map[string]string{
 		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a","b\"c","é"]}`: `"a|b\"c|é"`,
 		`{"jsonrpc":"2.0","id":1,"method":"strs","params":["a"]}`:            `"a||"`,
@@ -229,7 +229,7 @@ func TestLargeResultsHandedOver(t *testing.T) {
 	Register(m, "big", func(_ context.Context, p [2]int) (string, error) {
 		return strings.Repeat(string(rune('a'+p[0]%26)), p[1]), nil
 	})
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	done := make(chan error, 8)
 	for g := range 8 {
 		go func() {
@@ -277,7 +277,7 @@ func TestRewrittenParamsAreValidated(t *testing.T) {
 		}
 	})
 	Register(m, "strs", func(_ context.Context, p [2]string) (string, error) { return p[0] + "|" + p[1], nil })
-	_, raw := rawPeer(t, &Options{Methods: m})
+	_, raw := rawPeer(t, &options{Methods: m})
 	out := exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"strs","params":["cut"]}`)
 	require.Contains(t, out, `"code":-32602`)
 	out = exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"strs","params":["swap"]}`)

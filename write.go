@@ -7,7 +7,7 @@ import (
 
 // This file is the writing side of a Peer: writers take turns, each
 // message is written whole, and a write that does not finish within
-// Options.WriteTimeout closes the connection (the other side stopped
+// Limits.WriteTimeout closes the connection (the other side stopped
 // reading). A caller's context never reaches the socket: it only bounds
 // the wait for a turn.
 

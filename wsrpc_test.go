@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // pipePair returns two started peers connected in memory, closed at the end
 // of the test.
-func pipePair(t testing.TB, a, b *Options) (*Peer, *Peer) {
+func pipePair(t testing.TB, a, b *options) (*Peer, *Peer) {
 	t.Helper()
 	ea, eb := newPipe(64)
 	pa := newPeer(ea, a.config(), nil, nil)
@@ -37,7 +37,7 @@ func pipePair(t testing.TB, a, b *Options) (*Peer, *Peer) {
 
 // rawPeer returns a started peer serving m, and the raw other end of its
 // connection, for tests that speak the wire protocol by hand.
-func rawPeer(t testing.TB, opts *Options) (*Peer, *pipeEnd) {
+func rawPeer(t testing.TB, opts *options) (*Peer, *pipeEnd) {
 	t.Helper()
 	ea, eb := newPipe(64)
 	p := newPeer(ea, opts.config(), nil, nil)
@@ -84,7 +84,7 @@ func arith() *Methods {
 
 func TestCallBothDirections(t *testing.T) {
 	t.Parallel()
-	a, b := pipePair(t, &Options{Methods: arith()}, &Options{Methods: arith()})
+	a, b := pipePair(t, &options{Methods: arith()}, &options{Methods: arith()})
 	ctx := context.Background()
 
 	var r int
@@ -114,7 +114,7 @@ func TestParamsMapping(t *testing.T) {
 	Register(m, "scalar", func(_ context.Context, n int) (int, error) { return n * 2, nil })
 	Register(m, "arr", func(_ context.Context, n [2]int) (int, error) { return n[0] + n[1], nil })
 	Register(m, "map", func(_ context.Context, kv map[string]int) (int, error) { return kv["a"], nil })
-	_, raw := rawPeer(t, &Options{Methods: m})
+	_, raw := rawPeer(t, &options{Methods: m})
 
 	cases := []struct{ in, want string }{
 		{`{"jsonrpc":"2.0","id":1,"method":"s","params":["x",3,[1]]}`, `{"jsonrpc":"2.0","id":1,"result":"x/3/[1]"}`},
@@ -160,7 +160,7 @@ func TestParamsMapping(t *testing.T) {
 
 func TestWireFidelity(t *testing.T) {
 	t.Parallel()
-	_, raw := rawPeer(t, &Options{Methods: arith()})
+	_, raw := rawPeer(t, &options{Methods: arith()})
 	cases := []struct{ in, want string }{
 		// ids of every kind come back byte for byte
 		{`{"jsonrpc":"2.0","id":"a\"b","method":"math.sum","params":[1]}`, `{"jsonrpc":"2.0","id":"a\"b","result":1}`},
@@ -205,7 +205,7 @@ func TestBatchServing(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	})
-	_, raw := rawPeer(t, &Options{Methods: m, MaxBatch: 5})
+	_, raw := rawPeer(t, &options{Methods: m, MaxBatch: 5})
 
 	got := exchange(t, raw, `[
 		{"jsonrpc":"2.0","method":"math.sum","params":[1,2,4],"id":"1"},
@@ -239,7 +239,7 @@ func TestBatchClient(t *testing.T) {
 		noted <- p[0]
 		return nil, nil
 	})
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	ctx := context.Background()
 
 	var s1, s2 int
@@ -281,7 +281,7 @@ func TestErrors(t *testing.T) {
 	Register(m, "unencodable", func(context.Context, any) (chan int, error) {
 		return make(chan int), nil
 	})
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	ctx := context.Background()
 
 	err := a.Call(ctx, "typed", nil, nil)
@@ -318,7 +318,7 @@ func TestNestedCallbacks(t *testing.T) {
 				})
 				return m
 			}
-			a, _ := pipePair(t, &Options{Methods: bounce(), MaxHandlers: handlers}, &Options{Methods: bounce(), MaxHandlers: handlers})
+			a, _ := pipePair(t, &options{Methods: bounce(), MaxHandlers: handlers}, &options{Methods: bounce(), MaxHandlers: handlers})
 			n, err := Call[int](context.Background(), a, "bounce", []int{8})
 			require.NoError(t, err)
 			require.Equal(t, 8, n)
@@ -335,7 +335,7 @@ func TestCancelLeavesConnectionUp(t *testing.T) {
 		return 1, nil
 	})
 	Register(m, "ok", func(context.Context, any) (int, error) { return 2, nil })
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -370,7 +370,7 @@ func TestCloseFailsPendingAndCancelsHandlers(t *testing.T) {
 		close(cancelled)
 		return 0, ctx.Err()
 	})
-	a, b := pipePair(t, nil, &Options{Methods: m})
+	a, b := pipePair(t, nil, &options{Methods: m})
 	errc := make(chan error, 1)
 	go func() { errc <- a.Call(context.Background(), "wait", nil, nil) }()
 	<-started
@@ -397,7 +397,7 @@ func TestNotificationOrder(t *testing.T) {
 		got <- p[0]
 		return nil, nil
 	})
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	for i := range n {
 		require.NoError(t, a.Notify(context.Background(), "seq", []int{i}))
 	}
@@ -417,7 +417,7 @@ func TestRequestsRunConcurrently(t *testing.T) {
 		arrived.Wait() // returns only if all n run at once
 		return 1, nil
 	})
-	a, _ := pipePair(t, nil, &Options{Methods: m})
+	a, _ := pipePair(t, nil, &options{Methods: m})
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -476,11 +476,11 @@ func TestHandoffKeepsOneReader(t *testing.T) {
 		}
 		return us[0], nil
 	})
-	srv := NewServer(&Options{Methods: m})
+	srv := newServer(&options{Methods: m})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
-	p, err := Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http"), &Options{Methods: m})
+	p, err := dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http"), &options{Methods: m})
 	require.NoError(t, err)
 	defer p.Close()
 
@@ -514,7 +514,7 @@ func TestNothingWrittenAfterClose(t *testing.T) {
 			<-ctx.Done()
 			return 0, ctx.Err()
 		})
-		p, raw := rawPeer(t, &Options{Methods: m})
+		p, raw := rawPeer(t, &options{Methods: m})
 		require.NoError(t, raw.writeMessage([]byte(`{"jsonrpc":"2.0","id":1,"method":"wait"}`)))
 		<-started
 		p.shutdown(nil) // Close's first step: handler contexts end
@@ -533,7 +533,7 @@ func TestNothingWrittenAfterClose(t *testing.T) {
 // waits for exactly that).
 func TestInlineBatchGivesBackItsSlot(t *testing.T) {
 	t.Parallel()
-	p, raw := rawPeer(t, &Options{Methods: arith()})
+	p, raw := rawPeer(t, &options{Methods: arith()})
 	for range 3 {
 		exchange(t, raw, `[{"jsonrpc":"2.0","id":1,"method":"math.sum","params":[1]},{"jsonrpc":"2.0","id":2,"method":"math.sum","params":[2]}]`)
 	}

@@ -3,7 +3,7 @@ package main
 // wsrpc: github.com/wsrpc/wsrpc (this repository, through the replace
 // directive in go.mod) as a user would write it, over coder/websocket.
 //
-//   - Server: wsrpc.NewServer(&wsrpc.Options{Methods: m}) mounted as the
+//   - Server: wsrpc.NewServer(&wsrpc.ServerOptions{Methods: m}) mounted as the
 //     http.Handler of serveLoopback; every other option at its default
 //     (so keepalive timers run, 20s ping interval; MaxBatch 100 etc.). No
 //     OnConnect hook: the Server tracks its peers itself, and Close uses
@@ -20,7 +20,7 @@ package main
 //     note params [1]int    -> struct{} (a notification; calls svc.Note())
 //     grab no params        -> bool     (hands wsrpc.PeerFromContext(ctx)
 //     to Reverse)
-//   - Client: wsrpc.Dial with Options{Methods: {sum}} (the client serves sum
+//   - Client: wsrpc.Dial with DialOptions{Methods: {sum}} (the client serves sum
 //     for reverse), defaults otherwise. Sum is p.Call(ctx, "sum", [2]int{a,b},
 //     &r) and Echo p.Call(ctx, "echo", [1]string{s}, &r), with the ctx the
 //     scenario passes (Background, or in seqctx/parctx a fresh 10s timeout
@@ -82,7 +82,7 @@ func (c wsrpcContender) Listen(svc *Service) (Server, error) {
 		s.grab.put(wsrpc.PeerFromContext(ctx))
 		return true, nil
 	})
-	s.rpc = wsrpc.NewServer(&wsrpc.Options{Methods: m})
+	s.rpc = wsrpc.NewServer(&wsrpc.ServerOptions{Methods: m})
 	h, err := serveLoopback(s.rpc)
 	if err != nil {
 		return nil, err
@@ -115,7 +115,7 @@ func (s *wsrpcServer) Close() error {
 func (s *wsrpcServer) Dial(ctx context.Context, _ DialOptions) (Conn, error) {
 	m := wsrpc.NewMethods()
 	wsrpc.Register(m, "sum", sumMethod(s.svc))
-	p, err := wsrpc.Dial(ctx, s.http.URL, &wsrpc.Options{Methods: m})
+	p, err := wsrpc.Dial(ctx, s.http.URL, &wsrpc.DialOptions{Methods: m})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@
 // hidden flag, so that its GOMAXPROCS is set on its own and its memory is
 // read from /proc/<pid>/status (VmHWM is the peak resident set, VmRSS the
 // current one). The child serves what examples/server serves, without the
-// logging middleware: api.NewServer(&wsrpc.Options{Methods: api.Methods()})
+// logging middleware: api.NewServer(&wsrpc.ServerOptions{Methods: api.Methods()})
 // mounted at /rpc, in an http.Server with ReadHeaderTimeout 10s, on
 // 127.0.0.1 at a port of its choosing. It exits when its standard input
 // closes (the parent exited) or after 10 minutes at most; the parent kills

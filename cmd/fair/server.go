@@ -62,9 +62,9 @@ func serve() {
 		os.Exit(1)
 	}
 	mux := http.NewServeMux()
-	opts := &wsrpc.Options{Methods: api.Methods()}
+	opts := &wsrpc.ServerOptions{Methods: api.Methods()}
 	if v, err := strconv.ParseInt(os.Getenv("FAIR_SERVER_MAXPEERBYTES"), 10, 64); err == nil {
-		opts.MaxPeerBytes = v // experiments only
+		opts.Limits.MaxPeerBytes = v // experiments only
 	}
 	mux.Handle("/rpc", api.NewServer(opts))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

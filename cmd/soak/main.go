@@ -236,9 +236,8 @@ func serverMethods() *wsrpc.Methods {
 	return m
 }
 
-func serverOptions() *wsrpc.Options {
-	return &wsrpc.Options{
-		Methods:          serverMethods(),
+func serverOptions() *wsrpc.ServerOptions {
+	return &wsrpc.ServerOptions{Methods: serverMethods(), Limits: wsrpc.Limits{
 		MaxMessageSize:   maxMessage,
 		MaxHandlers:      64,
 		MaxQueued:        256,
@@ -248,7 +247,7 @@ func serverOptions() *wsrpc.Options {
 		PingInterval:     500 * time.Millisecond,
 		PingTimeout:      500 * time.Millisecond,
 		MessageTimeout:   2 * time.Second,
-	}
+	}}
 }
 
 // ---- the fault-injecting proxy ----
@@ -432,14 +431,13 @@ func (c *client) get(ctx context.Context) (*wsrpc.Peer, error) {
 	c.peer = nil
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	p, err := wsrpc.Dial(dctx, c.url, &wsrpc.Options{
-		Methods:        clientMethods(),
+	p, err := wsrpc.Dial(dctx, c.url, &wsrpc.DialOptions{Methods: clientMethods(), Limits: wsrpc.Limits{
 		MaxMessageSize: maxMessage,
 		WriteTimeout:   2 * time.Second,
 		PingInterval:   500 * time.Millisecond,
 		PingTimeout:    500 * time.Millisecond,
 		MessageTimeout: 2 * time.Second,
-	})
+	}})
 	if err != nil {
 		return nil, err
 	}

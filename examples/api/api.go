@@ -184,16 +184,16 @@ func params(raw json.RawMessage) any {
 // is a guest) are filled in. The methods that need the Server are
 // registered on the table if it declares them unhandled; NewServer panics
 // if the table still misses part of the contract.
-func NewServer(opts *wsrpc.Options) *wsrpc.Server {
-	var o wsrpc.Options
+func NewServer(opts *wsrpc.ServerOptions) *wsrpc.Server {
+	var o wsrpc.ServerOptions
 	if opts != nil {
 		o = *opts
 	}
 	if o.Methods == nil {
 		o.Methods = Methods()
 	}
-	if o.MaxMessageSize == 0 {
-		o.MaxMessageSize = MaxMessageSize
+	if o.Limits.MaxMessageSize == 0 {
+		o.Limits.MaxMessageSize = MaxMessageSize
 	}
 	if o.Authenticate == nil {
 		o.Authenticate = authenticate

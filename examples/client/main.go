@@ -63,7 +63,7 @@ func run(url string) error {
 		return nil
 	})
 
-	peer, err := wsrpc.Dial(ctx, url, &wsrpc.Options{Methods: mine})
+	peer, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Methods: mine})
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func run(url string) error {
 	fmt.Printf("   %v (errors.Is ErrUnauthorized: %v)\n", err, errors.Is(err, wsrpc.ErrUnauthorized))
 
 	step("admin.stats on a connection that presents the admin token")
-	admin, err := wsrpc.Dial(ctx, url, &wsrpc.Options{
+	admin, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{
 		HTTPHeader: http.Header{"Authorization": {"Bearer " + api.AdminToken}},
 	})
 	if err != nil {
@@ -196,7 +196,7 @@ func run(url string) error {
 	fmt.Printf("   sent to %d clients; this one received %q\n", sent, (<-news).Text)
 
 	step("HTTP POST on the same route: the same descriptors through an HTTPClient")
-	hc := wsrpc.NewHTTPClient(httpURL(url), &wsrpc.Options{MaxMessageSize: api.MaxMessageSize})
+	hc := wsrpc.NewHTTPClient(httpURL(url), &wsrpc.HTTPClientOptions{MaxMessageSize: api.MaxMessageSize})
 	diff, err = api.Subtract.Call(ctx, hc, api.SubtractArgs{Minuend: 42, Subtrahend: 23})
 	if err != nil {
 		return err

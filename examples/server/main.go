@@ -33,7 +33,7 @@ func main() {
 	// the caller got.
 	methods := api.Methods()
 	methods.Use(wsrpc.Logging(logger), wsrpc.Recover(logger))
-	srv := api.NewServer(&wsrpc.Options{
+	srv := api.NewServer(&wsrpc.ServerOptions{
 		Methods: methods,
 		Logger:  logger,
 		OnConnect: func(p *wsrpc.Peer) {

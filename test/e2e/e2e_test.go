@@ -76,13 +76,14 @@ type pair struct {
 	cut            func()
 }
 
-func newPair(t *testing.T, cs, ss *side, opts wsrpc.Options) *pair {
+func newPair(t *testing.T, cs, ss *side, limits wsrpc.Limits) *pair {
 	t.Helper()
 	connected := make(chan *wsrpc.Peer, 1)
-	sopts := opts
-	sopts.Methods = ss.methods
-	sopts.OnConnect = func(p *wsrpc.Peer) { connected <- p }
-	srv := wsrpc.NewServer(&sopts)
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{
+		Methods:   ss.methods,
+		Limits:    limits,
+		OnConnect: func(p *wsrpc.Peer) { connected <- p },
+	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -97,9 +98,7 @@ func newPair(t *testing.T, cs, ss *side, opts wsrpc.Options) *pair {
 	}}
 	go hs.Serve(ln)
 
-	copts := opts
-	copts.Methods = cs.methods
-	client, err := wsrpc.Dial(context.Background(), "ws://"+ln.Addr().String()+"/", &copts)
+	client, err := wsrpc.Dial(context.Background(), "ws://"+ln.Addr().String()+"/", &wsrpc.DialOptions{Methods: cs.methods, Limits: limits})
 	require.NoError(t, err)
 	server := <-connected
 	t.Cleanup(func() {
@@ -121,7 +120,7 @@ func newPair(t *testing.T, cs, ss *side, opts wsrpc.Options) *pair {
 func TestBothDirections(t *testing.T) {
 	t.Parallel()
 	cs, ss := newSide(), newSide()
-	p := newPair(t, cs, ss, wsrpc.Options{})
+	p := newPair(t, cs, ss, wsrpc.Limits{})
 	ctx := context.Background()
 
 	for _, dir := range []struct {
@@ -156,7 +155,7 @@ func TestBothDirections(t *testing.T) {
 func TestNestedCallbacks8Deep(t *testing.T) {
 	t.Parallel()
 	for _, handlers := range []int{1, 4, 32} {
-		p := newPair(t, newSide(), newSide(), wsrpc.Options{MaxHandlers: handlers})
+		p := newPair(t, newSide(), newSide(), wsrpc.Limits{MaxHandlers: handlers})
 		n, err := wsrpc.Call[int](context.Background(), p.client, "bounce", []int{8})
 		require.NoError(t, err, "MaxHandlers %d", handlers)
 		require.Equal(t, 8, n)
@@ -166,7 +165,7 @@ func TestNestedCallbacks8Deep(t *testing.T) {
 func TestCancellationLeavesSocketUp(t *testing.T) {
 	t.Parallel()
 	ss := newSide()
-	p := newPair(t, newSide(), ss, wsrpc.Options{})
+	p := newPair(t, newSide(), ss, wsrpc.Limits{})
 	for range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		// A call that waited for nap's answer would return it, not the
@@ -184,7 +183,7 @@ func TestCancellationLeavesSocketUp(t *testing.T) {
 func TestDropWithThousandCallsInFlight(t *testing.T) {
 	t.Parallel()
 	cs, ss := newSide(), newSide()
-	p := newPair(t, cs, ss, wsrpc.Options{MaxPending: 1000, MaxHandlers: 1000})
+	p := newPair(t, cs, ss, wsrpc.Limits{MaxPending: 1000, MaxHandlers: 1000})
 	const n = 500 // each way
 	errs := make(chan error, 2*n)
 	for i := range 2 * n {

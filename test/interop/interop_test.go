@@ -279,7 +279,7 @@ func TestGoClientAgainstNodeServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	peer, err := wsrpc.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/", ns.port), &wsrpc.Options{Methods: methods})
+	peer, err := wsrpc.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/", ns.port), &wsrpc.DialOptions{Methods: methods})
 	require.NoError(t, err)
 	closed := false
 	t.Cleanup(func() {

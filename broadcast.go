@@ -86,11 +86,11 @@ type BroadcastResult struct {
 // Broadcasts reach each peer in the order they were made; they are not
 // ordered with the peer's other messages (calls, Notify). filter runs on
 // the calling goroutine, once per peer, with no lock held. A connection
-// whose handshake is completing as Broadcast runs gets the message too,
-// once its peer exists (filter then runs on the goroutine serving the
-// upgrade), and is not counted. The error is about encoding (the message
-// is sent to nobody), or ctx ending, which stops the broadcast part way:
-// the result counts the peers done by then.
+// whose handshake is completing as Broadcast starts gets the message too:
+// Broadcast waits for it to become a peer (or fail), as long as ctx
+// allows. The error is about encoding (the message is sent to nobody), or
+// ctx ending, which stops the broadcast part way: the result counts the
+// peers done by then.
 func (s *Server) Broadcast(ctx context.Context, method string, params any, filter func(*Peer) bool) (res BroadcastResult, err error) {
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -107,23 +107,40 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	for p := range s.peers {
 		peers = append(peers, p)
 	}
-	// Connections whose handshake is completing get it once connected:
-	// their clients may have seen the handshake complete already.
+	// Connections whose handshake is completing get it once they are
+	// peers: their clients may have seen the handshake complete already.
+	upgrades := make([]*upgrade, 0, len(s.upgrades))
 	for u := range s.upgrades {
-		if len(u.pending) < s.cfg.MaxOutbound {
-			u.pending = append(u.pending, pendingBroadcast{msg, filter})
-		}
+		upgrades = append(upgrades, u)
 	}
 	s.mu.Unlock()
-	for _, p := range peers {
+	send := func(p *Peer) error {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
 		if filter != nil && !filter(p) {
-			continue
+			return nil
 		}
-		if err := s.deliver(ctx, p, msg, &res); err != nil {
+		return s.deliver(ctx, p, msg, &res)
+	}
+	for _, p := range peers {
+		if err := send(p); err != nil {
 			return res, err
+		}
+	}
+	// The handshakes end within WriteTimeout (the 101 response's write
+	// deadline), so that a client that does not read it holds up
+	// broadcasts no longer than one that stops reading as a peer.
+	for _, u := range upgrades {
+		select {
+		case <-u.done:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if u.peer != nil {
+			if err := send(u.peer); err != nil {
+				return res, err
+			}
 		}
 	}
 	return res, nil
@@ -202,12 +219,6 @@ func (p *Peer) offer(msg []byte) (queued bool, room <-chan struct{}) {
 		o.busy = p.launch(p.drainOutbound)
 	}
 	return true, nil
-}
-
-// enqueue is offer for a message that a full queue goes without.
-func (p *Peer) enqueue(msg []byte) bool {
-	queued, _ := p.offer(msg)
-	return queued
 }
 
 // closeSlow closes a peer whose outbound queue is full (SlowPeerClose).

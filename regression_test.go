@@ -158,19 +158,30 @@ func TestCallFromOnConnect(t *testing.T) {
 // client's Dial returned skipped it in 3 of 35 rounds.
 func TestBroadcastReachesJustConnected(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &options{})
+	// A burst of four queues' worth: broadcasts that find the connection
+	// still completing its handshake wait for its peer as for room, and
+	// are counted like the others.
+	const burst = 16
+	gone := make(chan struct{}, 1)
+	s := appServe(t, &options{MaxOutbound: burst / 4, OnDisconnect: func(*Peer) { gone <- struct{}{} }})
 	for round := range 50 {
-		got := make(chan int, 1)
+		got := make(chan int, burst)
 		cm := NewMethods()
 		Register(cm, "news", func(_ context.Context, p [1]int) (any, error) {
 			got <- p[0]
 			return nil, nil
 		})
 		c := appDial(t, s.ws, &options{Methods: cm})
-		_, err := sentOf(s.Broadcast(context.Background(), "news", []int{round}, nil))
-		require.NoError(t, err)
-		require.Equal(t, round, rsWait(t, got, "the broadcast"), "round %d", round)
+		for i := range burst {
+			res, err := s.Broadcast(context.Background(), "news", []int{i}, nil)
+			require.NoError(t, err)
+			require.Equal(t, BroadcastResult{Sent: 1}, res, "round %d, broadcast %d", round, i)
+		}
+		for i := range burst {
+			require.Equal(t, i, rsWait(t, got, "the broadcast"), "round %d", round)
+		}
 		c.Close()
+		rsWait(t, gone, "the server to see the client go") // the next round counts one peer
 	}
 }
 

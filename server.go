@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -111,7 +112,7 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config, beforeUpgrade f
 	if err != nil {
 		return nil, err
 	}
-	hr := &hijackRecorder{ResponseWriter: w, before: beforeUpgrade}
+	hr := &hijackRecorder{ResponseWriter: w, before: beforeUpgrade, writeTimeout: cfg.WriteTimeout}
 	c, err := websocket.Accept(hr, r, &websocket.AcceptOptions{
 		OriginPatterns:     cfg.OriginPatterns,
 		InsecureSkipVerify: cfg.InsecureAllowAnyOrigin,
@@ -119,6 +120,7 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config, beforeUpgrade f
 	if err != nil {
 		return nil, err
 	}
+	hr.conn.SetWriteDeadline(time.Time{}) // coder/websocket times writes from here on
 	return newPeer(newWSTransport(c, hr.conn, hr.frames, cfg), cfg, r, identity), nil
 }
 
@@ -131,6 +133,9 @@ type hijackRecorder struct {
 	conn   net.Conn
 	frames *frameConn
 	before func() // runs before the hijack flushes the 101 response
+	// writeTimeout bounds the write of the 101 response, which is not
+	// under coder/websocket's write timeouts yet.
+	writeTimeout time.Duration
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -142,6 +147,7 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, err
 	}
 	h.conn = c
+	c.SetWriteDeadline(time.Now().Add(h.writeTimeout))
 	h.frames, brw, err = hijackFrames(c, brw)
 	return h.frames, brw, err
 }
@@ -357,10 +363,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.upgrading++
 	s.mu.Unlock()
 
-	// From just before the 101 goes out, broadcasts are kept for this
-	// connection (u), so that it gets every broadcast started after its
-	// client saw the handshake complete.
-	u := &upgrade{}
+	// From just before the 101 goes out, a broadcast waits for this
+	// connection (u) to become a peer, so that it gets every broadcast
+	// started after its client saw the handshake complete.
+	u := &upgrade{done: make(chan struct{})}
 	p, err := accept(w, r, s.cfg, func() {
 		s.mu.Lock()
 		s.upgrades[u] = struct{}{}
@@ -372,11 +378,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delete(s.upgrades, u)
 	if err != nil {
 		s.mu.Unlock()
+		close(u.done)
 		s.cfg.log.Debug("wsrpc: upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	if s.closing {
 		s.mu.Unlock()
+		close(u.done)
 		p.start()
 		p.closeWith(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -385,13 +393,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.ID() // numbered as it connects, before anyone can look it up
 	s.peers[p] = struct{}{}
 	p.onFinish = s.remove
-	pending := u.pending
+	u.peer = p
 	s.mu.Unlock()
-	for _, b := range pending {
-		if b.filter == nil || b.filter(p) {
-			p.enqueue(b.msg)
-		}
-	}
+	close(u.done)
 
 	// The peer reads from the start, so that calls made in OnConnect get
 	// their answers; what the other side sends waits until OnConnect has
@@ -404,15 +408,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.gate(false)
 }
 
-// upgrade is a connection completing its handshake: the broadcasts it is
-// to get once its peer exists.
+// upgrade is a connection completing its handshake, which broadcasts
+// wait for.
 type upgrade struct {
-	pending []pendingBroadcast
-}
-
-type pendingBroadcast struct {
-	msg    []byte
-	filter func(*Peer) bool
+	done chan struct{} // closed when the handshake has ended
+	peer *Peer         // set before done is closed, if it became a peer
 }
 
 func (s *Server) remove(p *Peer) {

@@ -109,6 +109,19 @@ func methodNotFound(name string) *Error {
 	return errorf(CodeMethodNotFound, "method not found: "+strconv.Quote(name))
 }
 
+// responseSize is the size of the response to req with result res when
+// res is a string or raw JSON without escapes to add (more when it has
+// some), and a small size otherwise.
+func responseSize(req *Request, res any) int {
+	switch r := res.(type) {
+	case json.RawMessage:
+		return len(r) + len(req.ID) + 48
+	case string:
+		return len(r) + len(req.ID) + 50
+	}
+	return 0
+}
+
 // appendResponse appends the response to req. A result that cannot be
 // encoded, or that would make the message larger than limit, is replaced
 // by an error response.
@@ -118,12 +131,7 @@ func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *
 		// A large result grows the buffer once, not by doubling from 512
 		// bytes, which for a 4 MiB answer allocated as much again in
 		// garbage.
-		switch r := res.(type) {
-		case json.RawMessage:
-			b = growBuf(b, len(r)+len(req.ID)+48)
-		case string:
-			b = growBuf(b, len(r)+len(req.ID)+50)
-		}
+		b = growBuf(b, responseSize(req, res))
 		b = append(b, jsonrpcPrefix+`,"id":`...)
 		b = append(b, req.ID...)
 		b = append(b, `,"result":`...)

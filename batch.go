@@ -21,11 +21,20 @@ type Batch struct {
 type batchItems struct {
 	items []batchItem
 	calls []*BatchCall
-	sent  bool
+	// slab is where calls live, allocated a chunk at a time rather than
+	// one call at a time: a BatchCall handed out keeps its chunk (at
+	// most 256 calls) alive, and no more.
+	slab []BatchCall
+	sent bool
 }
 
 func (b *batchItems) addCall(method string, params, result any) *BatchCall {
-	c := &BatchCall{Method: method, result: result}
+	if len(b.slab) == cap(b.slab) {
+		// A new chunk; the calls handed out still point into the old one.
+		b.slab = make([]BatchCall, 0, min(max(2*cap(b.slab), 8), 256))
+	}
+	b.slab = append(b.slab, BatchCall{Method: method, result: result})
+	c := &b.slab[len(b.slab)-1]
 	b.items = append(b.items, batchItem{method: method, params: params, call: c})
 	b.calls = append(b.calls, c)
 	return c

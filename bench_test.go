@@ -14,11 +14,16 @@ package wsrpc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 const benchRequest = `{"jsonrpc":"2.0","id":12345,"method":"sum","params":[1,2]}`
@@ -219,13 +224,13 @@ func BenchmarkCallPipe(b *testing.B) {
 	})
 }
 
-// BenchmarkCallWebSocket is a Call round trip over real loopback TCP: a
-// Server behind httptest and a dialed client, both with default options.
-func BenchmarkCallWebSocket(b *testing.B) {
-	srv := newServer(&options{Methods: benchMethods()})
+// benchWebSocket returns a client dialed to a Server behind httptest that
+// serves m, both with default options; everything is closed when b ends.
+func benchWebSocket(b *testing.B, m *Methods) *Peer {
+	b.Helper()
+	srv := newServer(&options{Methods: m})
 	ts := httptest.NewServer(srv)
-	ctx := context.Background()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	client, err := dial(dctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
 	cancel()
 	if err != nil {
@@ -239,6 +244,149 @@ func BenchmarkCallWebSocket(b *testing.B) {
 		cancel()
 		ts.Close()
 	})
+	return client
+}
+
+// BenchmarkEcho is the read and write path for payloads of 1 KiB, 64 KiB
+// and 1 MiB over loopback WebSocket: a string echoed through a typed
+// handler and a typed result, and the same bytes through HandleRaw and a
+// json.RawMessage result. B/op and allocs/op count both ends.
+func BenchmarkEcho(b *testing.B) {
+	m := NewMethods()
+	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
+	m.HandleRaw("echo.raw", func(_ context.Context, params json.RawMessage) (any, error) {
+		// params is [ "..." ]: hand back the string, unchanged.
+		return json.RawMessage(params[1 : len(params)-1]), nil
+	})
+	client := benchWebSocket(b, m)
+	floor := benchFloor(b)
+	ctx := context.Background()
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
+		payload := strings.Repeat("x", size)
+		b.Run(fmt.Sprintf("floor/%dk", size>>10), func(b *testing.B) {
+			msg := []byte(`{"jsonrpc":"2.0","id":1,"method":"echo","params":["` + payload + `"]}`)
+			var buf []byte
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			sys := startSyscalls()
+			for b.Loop() {
+				if err := floor.Write(ctx, websocket.MessageText, msg); err != nil {
+					b.Fatal(err)
+				}
+				_, r, err := floor.Reader(ctx)
+				if err == nil {
+					buf, err = readAll(buf[:0], r)
+				}
+				if err != nil || len(buf) != len(msg) {
+					b.Fatal(len(buf), err)
+				}
+			}
+			sys.report(b)
+		})
+		b.Run(fmt.Sprintf("typed/%dk", size>>10), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			sys := startSyscalls()
+			for b.Loop() {
+				var r string
+				if err := client.Call(ctx, "echo", []string{payload}, &r); err != nil || len(r) != size {
+					b.Fatal(len(r), err)
+				}
+			}
+			sys.report(b)
+		})
+		params := json.RawMessage(`["` + payload + `"]`)
+		b.Run(fmt.Sprintf("raw/%dk", size>>10), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			sys := startSyscalls()
+			for b.Loop() {
+				var r json.RawMessage
+				if err := client.Call(ctx, "echo.raw", params, &r); err != nil || len(r) != size+2 {
+					b.Fatal(len(r), err)
+				}
+			}
+			sys.report(b)
+		})
+	}
+}
+
+// benchFloor returns a raw coder/websocket client connected to a server
+// that echoes every message: the floor BenchmarkEcho compares with.
+func benchFloor(b *testing.B) *websocket.Conn {
+	b.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(-1)
+		var buf []byte
+		for {
+			_, rd, err := c.Reader(r.Context())
+			if err == nil {
+				buf, err = readAll(buf[:0], rd)
+			}
+			if err != nil || c.Write(r.Context(), websocket.MessageText, buf) != nil {
+				return
+			}
+		}
+	}))
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		ts.Close()
+		b.Fatal(err)
+	}
+	c.SetReadLimit(-1)
+	b.Cleanup(func() {
+		c.CloseNow()
+		ts.Close()
+	})
+	return c
+}
+
+// syscalls counts the process's read and write system calls (Linux's
+// /proc/self/io), to report them per op: copies and buffer sizes show
+// there before they show in time.
+type syscalls struct{ r, w int64 }
+
+func startSyscalls() syscalls {
+	var s syscalls
+	s.r, s.w = readSyscalls()
+	return s
+}
+
+func (s syscalls) report(b *testing.B) {
+	r, w := readSyscalls()
+	if r >= 0 && s.r >= 0 && b.N > 0 {
+		b.ReportMetric(float64(r-s.r)/float64(b.N), "reads/op")
+		b.ReportMetric(float64(w-s.w)/float64(b.N), "writes/op")
+	}
+}
+
+func readSyscalls() (r, w int64) {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1, -1
+	}
+	r, w = -1, -1
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			r, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			w, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return r, w
+}
+
+// BenchmarkCallWebSocket is a Call round trip over real loopback TCP: a
+// Server behind httptest and a dialed client, both with default options.
+func BenchmarkCallWebSocket(b *testing.B) {
+	client := benchWebSocket(b, benchMethods())
+	ctx := context.Background()
 	b.Run("seq", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -261,4 +409,24 @@ func BenchmarkCallWebSocket(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkBatchWebSocket is a batch of 100 sum calls over loopback
+// WebSocket, as bench/'s batch scenario sends it; per op is one batch.
+func BenchmarkBatchWebSocket(b *testing.B) {
+	client := benchWebSocket(b, benchMethods())
+	ctx := context.Background()
+	const n = 100
+	res := make([]int, n)
+	b.ReportAllocs()
+	for b.Loop() {
+		err := client.Batch(ctx, func(batch *Batch) {
+			for i := range n {
+				batch.Call("sum", [2]int{i, 2}, &res[i])
+			}
+		})
+		if err != nil || res[n-1] != n+1 {
+			b.Fatal(res[n-1], err)
+		}
+	}
 }

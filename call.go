@@ -52,8 +52,13 @@ func (p *Peer) putCall(c *call) {
 		putBuf(c.msg)
 		c.msg = nil
 	}
-	if cap(c.arena) > maxPooledBuf || cap(c.buf) > maxPooledBuf {
-		return
+	if cap(c.arena) > maxPooledBuf {
+		putLarge(c.arena)
+		c.arena = nil
+	}
+	if cap(c.buf) > maxPooledBuf {
+		putLarge(c.buf)
+		c.buf = nil
 	}
 	p.calls.Put(c)
 }

@@ -15,11 +15,12 @@ import (
 // in and out. A Peer reads from one goroutine at a time and serialises its
 // writes; a transport never sees a caller's context.
 type transport interface {
-	// readMessage reads the next data message, appending it to buf[:0].
+	// readMessage reads the next data message into m.b (replacing what
+	// it held).
 	// Before reading a message's payload (or, when its size cannot be
 	// known in advance, right after) it calls reserve with its size, and
 	// fails with reserve's error. reserve may wait.
-	readMessage(buf []byte, reserve func(n int64) error) ([]byte, error)
+	readMessage(m *msgBuf, reserve func(n int64) error) error
 	// holdTimer stops (true) and restarts (false) the message timeout
 	// while the peer itself keeps a message waiting.
 	holdTimer(on bool)
@@ -98,26 +99,28 @@ func newWSTransport(c *websocket.Conn, raw net.Conn, frames *frameConn, cfg *con
 	return t
 }
 
-func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte, error) {
+func (t *wsTransport) readMessage(m *msgBuf, reserve func(int64) error) error {
+	m.b = m.b[:0]
 	typ, r, err := t.c.Reader(context.Background())
 	if err != nil {
-		return buf[:0], t.readErr(err)
+		return t.readErr(err)
 	}
 	if typ != websocket.MessageText {
-		return buf[:0], errBinary
+		return errBinary
 	}
 	if t.frames == nil {
 		// Sizes are known only once read: charge after.
 		t.msgWatch.begin()
-		buf, err = readAll(buf[:0], r)
+		m.b, err = readAll(m.b, r)
 		t.msgWatch.end()
 		if err != nil {
-			return buf, t.readErr(err)
+			return t.readErr(err)
 		}
-		if err := reserve(int64(len(buf))); err != nil {
-			return buf[:0], err
+		if err := reserve(int64(len(m.b))); err != nil {
+			m.b = m.b[:0]
+			return err
 		}
-		return buf, nil
+		return nil
 	}
 	n, fin, _, ok := t.frames.nextMessage()
 	switch {
@@ -129,25 +132,24 @@ func (t *wsTransport) readMessage(buf []byte, reserve func(int64) error) ([]byte
 		// One frame: the message is n bytes, read into a buffer of that
 		// size, charged before a byte of it is read.
 		if err := reserve(n); err != nil {
-			return buf[:0], err
+			return err
 		}
-		buf = growBuf(buf[:0], int(n))
+		m.grow(int(n))
 	default:
 		// Fragmented: charge the most it may take, and give back the
 		// rest once read.
 		n = t.maxMsg
 		if err := reserve(n); err != nil {
-			return buf[:0], err
+			return err
 		}
 	}
-	buf, err = readAll(buf[:0], r)
-	if err != nil {
-		return buf, t.readErr(err)
+	if m.b, err = readAll(m.b, r); err != nil {
+		return t.readErr(err)
 	}
-	if got := int64(len(buf)); got < n {
+	if got := int64(len(m.b)); got < n {
 		reserve(got - n) // a fragmented message gives back what it did not use
 	}
-	return buf, nil
+	return nil
 }
 
 func (t *wsTransport) holdTimer(on bool) { t.msgWatch.hold(on) }
@@ -258,19 +260,22 @@ func newPipe(buffer int) (*pipeEnd, *pipeEnd) {
 	return a, b
 }
 
-func (p *pipeEnd) readMessage(buf []byte, reserve func(int64) error) ([]byte, error) {
+func (p *pipeEnd) readMessage(buf *msgBuf, reserve func(int64) error) error {
+	buf.b = buf.b[:0]
 	select {
 	case m := <-p.in:
 		if p.maxMsg > 0 && int64(len(m)) > p.maxMsg {
 			p.close(websocket.StatusMessageTooBig, "message too big")
-			return buf[:0], errors.Join(ErrMessageTooBig, p.shared.err)
+			return errors.Join(ErrMessageTooBig, p.shared.err)
 		}
 		if err := reserve(int64(len(m))); err != nil {
-			return buf[:0], err
+			return err
 		}
-		return append(buf[:0], m...), nil
+		buf.grow(len(m))
+		buf.b = append(buf.b, m...)
+		return nil
 	case <-p.shared.closed:
-		return buf[:0], p.shared.err
+		return p.shared.err
 	}
 }
 

@@ -425,12 +425,12 @@ func FuzzPeerTranscript(f *testing.F) {
 			go func() {
 				defer close(read)
 				for {
-					m, err := r.end.readMessage(nil, noReserve)
-					if err != nil {
+					var m msgBuf
+					if err := r.end.readMessage(&m, noReserve); err != nil {
 						return
 					}
 					mu.Lock()
-					got = append(got, m)
+					got = append(got, m.b)
 					mu.Unlock()
 				}
 			}()

@@ -53,6 +53,10 @@ type Peer struct {
 	// call is answered (readRole.step), so a false read stays true enough.
 	roleFree atomic.Bool
 
+	// reserveFn is p.reserve, made once: a method value handed to the
+	// transport on every read would be allocated on every read.
+	reserveFn func(int64) error
+
 	pingTimer    *time.Timer
 	lapseTimer   *time.Timer   // see readRole
 	lapseAfter   time.Duration // readLapse; tests make it longer (guarded by mu)
@@ -120,6 +124,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		identity: identity,
 	}
 	p.calls.New = newCall
+	p.reserveFn = p.reserve
 	base := context.Background()
 	if r != nil {
 		base = context.WithoutCancel(r.Context())

@@ -144,7 +144,7 @@ const (
 // read (idle). Unless st is readOK, buf has been released.
 func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle bool, st readStatus) {
 	var err error
-	if buf.b, err = p.conn.readMessage(buf.b, p.reserve); err != nil {
+	if err = p.conn.readMessage(buf, p.reserveFn); err != nil {
 		p.unreserve()
 		putBuf(buf)
 		if errReadStopped(err) {

@@ -641,7 +641,8 @@ func (p *Peer) serveOne(in *inbound, eager bool) {
 	default:
 		res, err := p.dispatch(p.slotCtx, &in.env, &in.req)
 		wb := getBuf()
-		wb.b = appendResponse(wb.b[:0], &in.req, res, err, int(p.cfg.MaxMessageSize), p.cfg)
+		wb.grow(responseSize(&in.req, res))
+		wb.b = appendResponse(wb.b, &in.req, res, err, int(p.cfg.MaxMessageSize), p.cfg)
 		// The id is free again, and the request's bytes given back, before
 		// the answer goes out: a caller may reuse the id as soon as it has
 		// the answer. A large answer is held in their place until written.

@@ -365,7 +365,7 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 			if !validJSON(v) {
 				return b, errors.New("wsrpc: invalid json.RawMessage")
 			}
-			return append(b, v...), nil
+			return append(growBuf(b, len(v)), v...), nil
 		case string:
 			if utf8.ValidString(v) {
 				return appendString(b, v), nil
@@ -415,7 +415,9 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	if len(s) >= longRun && strings.IndexByte(s, '"') < 0 && strings.IndexByte(s, '\\') < 0 && !hasCtl(stringBytes(s)) {
-		b = append(b, s...) // the common long string: nothing to escape
+		// The common long string: nothing to escape. The buffer grows
+		// once, from the pools when large, not by doubling.
+		b = append(growBuf(b, len(s)+1), s...)
 		return append(b, '"')
 	}
 	start := 0

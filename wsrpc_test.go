@@ -55,9 +55,9 @@ func exchange(t testing.TB, raw *pipeEnd, msg string) string {
 
 func readRaw(t testing.TB, raw *pipeEnd) string {
 	t.Helper()
-	b, err := raw.readMessage(nil, noReserve)
-	require.NoError(t, err)
-	return string(b)
+	var m msgBuf
+	require.NoError(t, raw.readMessage(&m, noReserve))
+	return string(m.b)
 }
 
 func arith() *Methods {

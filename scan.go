@@ -162,28 +162,25 @@ func scanNumber(b []byte, i int) (int, error) {
 // characters and UTF-8. It returns the index after the closing quote.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
-	quote := -1 // index of the next '"' at or after i, once searched for
 	for {
 		lim := min(len(b), i+longRun)
 		if j := plainRun(b[:lim], i); j < lim || lim == len(b) {
 			i = j
 		} else {
-			// A long string: the runtime's vectorised byte search finds
-			// its end and its escapes much faster than plainRun can.
-			if quote < i {
-				if quote = bytes.IndexByte(b[i:], '"'); quote < 0 {
-					return 0, false, errSyntax
-				}
-				quote += i
+			// A long string, checked a chunk at a time: the runtime's
+			// vectorised byte search finds its end and its escapes much
+			// faster than plainRun can.
+			run := b[i:chunkEnd(b, i)]
+			if q := bytes.IndexByte(run, '"'); q >= 0 {
+				run = run[:q]
 			}
-			run := b[i:quote]
 			if bs := bytes.IndexByte(run, '\\'); bs >= 0 {
 				run = run[:bs]
 			}
-			if hasCtl(run) || !utf8.Valid(run) {
-				i = plainRun(b, i) // the checks below say what is wrong
-			} else {
+			if plainText(run) {
 				i += len(run)
+			} else {
+				i = plainRun(b, i) // the checks below say what is wrong
 			}
 		}
 		if i >= len(b) {

@@ -45,6 +45,52 @@ func plainRun(b []byte, i int) int {
 // set-up costs more than plainRun on short strings.
 const longRun = 64
 
+// stringChunk is how much of a long string is checked (and, when encoded,
+// copied) at a time: every pass over a chunk runs while it is still in the
+// CPU's cache, where passes over a whole string of a MiB would each read
+// it from memory again.
+const stringChunk = 16 << 10
+
+// chunkEnd returns the end of the chunk of b starting at i: stringChunk
+// bytes on, moved back to the start of a UTF-8 sequence so that a chunk
+// of valid text is valid on its own.
+func chunkEnd(b []byte, i int) int {
+	end := min(i+stringChunk, len(b))
+	for k := 0; k < utf8.UTFMax-1 && end < len(b) && end > i+1 && b[end]&0xc0 == 0x80; k++ {
+		end--
+	}
+	return end
+}
+
+// plainText reports whether b is text a JSON string holds as it is,
+// quotes and backslashes aside: no control character, and valid UTF-8.
+// ASCII, the common case, takes one pass.
+func plainText(b []byte) bool {
+	return plainASCII(b) || !hasCtl(b) && utf8.Valid(b)
+}
+
+// plainASCII reports whether every byte of b is from 0x20 to 0x7f.
+func plainASCII(b []byte) bool {
+	for len(b) >= 32 {
+		w0 := binary.LittleEndian.Uint64(b)
+		w1 := binary.LittleEndian.Uint64(b[8:])
+		w2 := binary.LittleEndian.Uint64(b[16:])
+		w3 := binary.LittleEndian.Uint64(b[24:])
+		// A byte below 0x20 borrows into its high bit; one of 0x80 or
+		// more has it set already.
+		if ((w0-lsb*0x20)|w0|(w1-lsb*0x20)|w1|(w2-lsb*0x20)|w2|(w3-lsb*0x20)|w3)&msb != 0 {
+			return false
+		}
+		b = b[32:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // hasCtl reports whether b holds a control character (a byte below 0x20),
 // which JSON strings must escape.
 func hasCtl(b []byte) bool {
@@ -290,11 +336,7 @@ func appendBasic(b []byte, v any) ([]byte, bool) {
 func appendBasicValue(b []byte, v reflect.Value, k basicKind) ([]byte, bool) {
 	switch k {
 	case basicString:
-		s := v.String()
-		if !utf8.ValidString(s) {
-			return b, false
-		}
-		return appendString(b, s), true
+		return appendValidString(b, v.String())
 	case basicInt:
 		return strconv.AppendInt(b, v.Int(), 10), true
 	case basicUint:

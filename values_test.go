@@ -283,3 +283,40 @@ func TestRewrittenParamsAreValidated(t *testing.T) {
 	out = exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"strs","params":["swap"]}`)
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"x\"y|z"}`, out)
 }
+
+// Strings longer than a chunk are checked a chunk at a time: an odd byte
+// or a multi-byte rune on either side of a chunk's end must be found or
+// kept whole, in scanString and in appendValidString alike.
+func TestStringsAcrossChunks(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(5, 6))
+	odd := []string{"\"", "\\", "\n", "\x00", "é", "€", "𝄞", "\xff", "\xc3", "\xe2\x82", "\\u00e9"}
+	for range 300 {
+		n := stringChunk*(1+r.IntN(2)) + r.IntN(2*longRun) - longRun
+		b := []byte(strings.Repeat("y", n))
+		o := odd[r.IntN(len(odd))]
+		// Near a chunk's end, where chunkEnd moves back over a rune.
+		at := min(n, max(0, stringChunk*(1+r.IntN(2))-4+r.IntN(8)))
+		s := string(append(append(b[:at:at], o...), b[at:]...))
+
+		out, ok := appendValidString(nil, s)
+		require.Equal(t, utf8.ValidString(s), ok, "odd %q at %d", o, at)
+		if ok {
+			want, err := json.Marshal(s)
+			require.NoError(t, err)
+			var back, wantBack string
+			require.NoError(t, json.Unmarshal(out, &back))
+			require.NoError(t, json.Unmarshal(want, &wantBack))
+			require.Equal(t, wantBack, back, "odd %q at %d", o, at)
+		}
+
+		tok := []byte(`"` + s + `"`)
+		end, _, err := scanString(tok, 0)
+		if json.Valid(tok) && utf8.Valid(tok) {
+			require.NoError(t, err, "odd %q at %d", o, at)
+			require.Equal(t, len(tok), end)
+		} else if err == nil {
+			require.Less(t, end, len(tok), "odd %q at %d: accepted whole", o, at)
+		}
+	}
+}

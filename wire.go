@@ -367,8 +367,8 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 			}
 			return append(growBuf(b, len(v)), v...), nil
 		case string:
-			if utf8.ValidString(v) {
-				return appendString(b, v), nil
+			if out, ok := appendValidString(b, v); ok {
+				return out, nil
 			}
 		case int:
 			return strconv.AppendInt(b, int64(v), 10), nil
@@ -411,24 +411,48 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string. s must be valid UTF-8.
+// appendString appends s as a JSON string; invalid UTF-8 in s becomes
+// U+FFFD, as encoding/json writes it.
 func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	if len(s) >= longRun && strings.IndexByte(s, '"') < 0 && strings.IndexByte(s, '\\') < 0 && !hasCtl(stringBytes(s)) {
-		// The common long string: nothing to escape. The buffer grows
-		// once, from the pools when large, not by doubling.
-		b = append(growBuf(b, len(s)+1), s...)
-		return append(b, '"')
+	if out, ok := appendValidString(b, s); ok {
+		return out
 	}
-	start := 0
+	out, _ := appendValidString(b, strings.ToValidUTF8(s, "\uFFFD"))
+	return out
+}
+
+// appendValidString appends s as a JSON string, or reports false (b as it
+// was) if s is not valid UTF-8. A long string is checked and copied a chunk
+// at a time, into a buffer grown once.
+func appendValidString(b []byte, s string) ([]byte, bool) {
+	start := len(b)
+	b = append(b, '"')
 	sb := stringBytes(s)
-	for i := plainRun(sb, 0); i < len(s); i = plainRun(sb, i) {
+	i := 0
+	if len(s) >= longRun {
+		b = growBuf(b, len(s)+1)
+		for i < len(s) {
+			end := chunkEnd(sb, i)
+			c := sb[i:end]
+			if bytes.IndexByte(c, '"') >= 0 || bytes.IndexByte(c, '\\') >= 0 || !plainText(c) {
+				break // escapes to write, or invalid UTF-8 to find: below
+			}
+			b = append(b, c...)
+			i = end
+		}
+	}
+	plain := i // s[plain:i] goes out as it is
+	for i = plainRun(sb, i); i < len(s); i = plainRun(sb, i) {
 		c := s[i]
 		if c >= utf8.RuneSelf {
-			i++ // valid UTF-8 goes out as it is
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				return b[:start], false
+			}
+			i += size
 			continue
 		}
-		b = append(b, s[start:i]...)
+		b = append(b, s[plain:i]...)
 		switch c {
 		case '"', '\\':
 			b = append(b, '\\', c)
@@ -442,10 +466,10 @@ func appendString(b []byte, s string) []byte {
 			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
 		i++
-		start = i
+		plain = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	b = append(b, s[plain:]...)
+	return append(b, '"'), true
 }
 
 // decodeValue decodes JSON data into v (a pointer). Common targets are

@@ -110,6 +110,9 @@ type frameConn struct {
 	// next timeout is ours.
 	interrupted bool
 
+	// The write side, on a client (framewrite.go).
+	w frameWriter
+
 	// Queue of data message starts, shared with nextMessage.
 	mu    sync.Mutex
 	q     []frameStart // ring; grows by doubling up to frameQueueMax

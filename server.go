@@ -47,7 +47,11 @@ func dial(ctx context.Context, url string, opts *options) (*Peer, error) {
 		}
 		return nil, err
 	}
-	p := newPeer(newWSTransport(c, nil, frames(), cfg), cfg, nil, nil)
+	fc := frames()
+	if fc != nil {
+		fc.coalesceWrites() // the handshake is over: what follows is frames
+	}
+	p := newPeer(newWSTransport(c, nil, fc, cfg), cfg, nil, nil)
 	p.start()
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -302,35 +303,61 @@ func setBasic(v reflect.Value, k basicKind, tok []byte, i int) error {
 // of them, and reports whether it did.
 func appendBasic(b []byte, v any) ([]byte, bool) {
 	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Array, reflect.Slice:
-		et := rv.Type().Elem()
-		k := kindOf(et)
-		if k == notBasic || et.Kind() == reflect.Uint8 || et.Name() != et.Kind().String() {
-			return b, false
-		}
-		if rv.Kind() == reflect.Slice && rv.IsNil() {
-			return append(b, nullID...), true
-		}
-		start := len(b)
-		b = append(b, '[')
-		for i := range rv.Len() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var ok bool
-			if b, ok = appendBasicValue(b, rv.Index(i), k); !ok {
-				return b[:start], false
-			}
-		}
-		return append(b, ']'), true
-	default:
-		k := kindOf(rv.Type())
-		if k == notBasic || rv.Type().Name() != rv.Kind().String() {
-			return b, false
-		}
-		return appendBasicValue(b, rv, k)
+	if !rv.IsValid() {
+		return b, false
 	}
+	enc := basicEncOf(rv.Type())
+	switch {
+	case enc.k == notBasic:
+		return b, false
+	case !enc.list:
+		return appendBasicValue(b, rv, enc.k)
+	case rv.Kind() == reflect.Slice && rv.IsNil():
+		return append(b, nullID...), true
+	}
+	start := len(b)
+	b = append(b, '[')
+	for i := range rv.Len() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = appendBasicValue(b, rv.Index(i), enc.k); !ok {
+			return b[:start], false
+		}
+	}
+	return append(b, ']'), true
+}
+
+// basicEnc is how appendBasic encodes a type: as a basic value of kind k,
+// as an array or slice of them (list), or not (k is notBasic).
+type basicEnc struct {
+	list bool
+	k    basicKind
+}
+
+// basicTypes caches basicEnc per reflect.Type: telling a type's encoding
+// costs more than encoding a small value of it.
+var basicTypes sync.Map
+
+func basicEncOf(t reflect.Type) basicEnc {
+	if e, ok := basicTypes.Load(t); ok {
+		return e.(basicEnc)
+	}
+	var e basicEnc
+	switch t.Kind() {
+	case reflect.Array, reflect.Slice:
+		et := t.Elem()
+		if k := kindOf(et); k != notBasic && et.Kind() != reflect.Uint8 && et.Name() == et.Kind().String() {
+			e = basicEnc{list: true, k: k}
+		}
+	default:
+		if k := kindOf(t); k != notBasic && t.Name() == t.Kind().String() {
+			e = basicEnc{k: k}
+		}
+	}
+	basicTypes.Store(t, e)
+	return e
 }
 
 func appendBasicValue(b []byte, v reflect.Value, k basicKind) ([]byte, bool) {

@@ -104,6 +104,39 @@ func (e *envelope) classify() {
 	}
 }
 
+// version2 is the value of "jsonrpc", quoted.
+const version2 = `"2.0"`
+
+// knownKey returns the member name of the envelope that b starts with,
+// quoted, or "". Matched as bytes, it needs no scanning: it has nothing to
+// escape, and its closing quote ends it.
+func knownKey(b []byte) string {
+	if len(b) < 4 {
+		return ""
+	}
+	var k string
+	switch b[1] {
+	case 'j':
+		k = `"jsonrpc"`
+	case 'i':
+		k = `"id"`
+	case 'm':
+		k = `"method"`
+	case 'p':
+		k = `"params"`
+	case 'r':
+		k = `"result"`
+	case 'e':
+		k = `"error"`
+	default:
+		return ""
+	}
+	if len(b) < len(k) || string(b[:len(k)]) != k {
+		return ""
+	}
+	return k
+}
+
 // parseObject scans the object at b[i] into e and returns the index after
 // it. A syntax error is returned as errSyntax; a structural problem (a
 // duplicate or case-variant member) is recorded in e.invalid.
@@ -124,9 +157,12 @@ func parseObjectAt(b []byte, i, depth int, e *envelope) (int, error) {
 			return 0, errSyntax
 		}
 		kstart := i
-		kend, escaped, err := scanString(b, i)
-		if err != nil {
-			return 0, err
+		kend, escaped := i+len(knownKey(b[i:])), false
+		var err error
+		if kend == i {
+			if kend, escaped, err = scanString(b, i); err != nil {
+				return 0, err
+			}
 		}
 		key := b[kstart+1 : kend-1]
 		if escaped {
@@ -142,7 +178,9 @@ func parseObjectAt(b []byte, i, depth int, e *envelope) (int, error) {
 		}
 		i = skipSpace(b, i+1)
 		vstart := i
-		if i, err = scanValue(b, i, depth+1); err != nil {
+		if len(b)-i >= len(version2) && string(b[i:i+len(version2)]) == version2 {
+			i += len(version2) // the value of every "jsonrpc"
+		} else if i, err = scanValue(b, i, depth+1); err != nil {
 			return 0, err
 		}
 		val := b[vstart:i]

@@ -258,6 +258,13 @@ func (sb *serverBatch) add(e *envelope) {
 // eager: start helpers right away. Otherwise (served inline on the reading
 // goroutine) helpers start only when the batch outlives the inline budget.
 func (p *Peer) serveBatch(in *inbound, eager bool) {
+	p.runItems(prepareBatch(in), eager)
+}
+
+// prepareBatch takes in's batch out of in (which it releases), ready to
+// run. Its counters must be set before any other goroutine can see the
+// batch: handoffCheck adds helpers to the batch the reader serves inline.
+func prepareBatch(in *inbound) *serverBatch {
 	sb := in.batch
 	sb.msg, sb.size = in.msg, in.size
 	in.batch, in.msg, in.size = nil, nil, 0
@@ -265,7 +272,7 @@ func (p *Peer) serveBatch(in *inbound, eager bool) {
 	sb.next.Store(0)
 	sb.left.Store(int32(len(sb.items)))
 	sb.workers.Store(1)
-	p.runItems(sb, eager)
+	return sb
 }
 
 // runItems claims and runs items until none is left unclaimed. Before each

@@ -174,14 +174,20 @@ func (p *Peer) handle(gen uint32, in *inbound) bool {
 		return true
 	}
 	note := isNote(in)
+	var sb *serverBatch
+	if in.batch != nil {
+		sb = prepareBatch(in) // before handoffCheck can see it
+	}
 	p.mu.Lock()
 	p.roleStepLocked(evInlineBegin, gen, false)
-	if in.batch != nil {
-		p.inlineSB = in.batch
-	}
+	p.inlineSB = sb
 	p.mu.Unlock()
 
-	p.serveOne(in, false)
+	if sb != nil {
+		p.runItems(sb, false)
+	} else {
+		p.serveOne(in, false)
+	}
 
 	p.mu.Lock()
 	p.inlineSB = nil

@@ -403,12 +403,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The peer reads from the start, so that calls made in OnConnect get
 	// their answers; what the other side sends waits until OnConnect has
-	// returned.
+	// returned. Without OnConnect nothing waits: a gate would hold, and a
+	// close right behind them would drop, the notifications of a client
+	// that sends some and closes at once.
+	if s.cfg.OnConnect == nil {
+		p.start()
+		return
+	}
 	p.gate(true)
 	p.start()
-	if s.cfg.OnConnect != nil {
-		s.cfg.OnConnect(p)
-	}
+	s.cfg.OnConnect(p)
 	p.gate(false)
 }
 

@@ -15,6 +15,18 @@
 // field mean the default. A [Key] keeps a typed
 // value per connection (a session, a user), set and read on the peer.
 //
+// # Staying connected, and browsers
+//
+// [Redial] returns a [Redialer]: a client that dials again with backoff
+// when its connection drops, runs [RedialOptions].OnConnect on each new
+// connection, and is a [Caller]. A call in flight when the connection
+// drops fails with [ErrConnectionLost], unless its method is Repeatable. It
+// stops on its context, [Redialer.Close], a 401 or 403, or a close with
+// status 1000 or 4000 to 4999.
+//
+// [ScriptHandler] serves wsrpc.js, the browser client: the same calls,
+// notifications, batches and server-to-page calls, with reconnecting.
+//
 // # Calls and notifications
 //
 // [Peer.Call] sends a request and waits for its response; [Call] is the
@@ -198,7 +210,8 @@
 //     until the queue is half drained, so a burst is slowed down by TCP;
 //     a queue that stays full for WriteTimeout (or fills while its handler
 //     waits on this peer) closes the connection with status 1008 (policy
-//     violation). Notifications are never dropped silently.
+//     violation). Notifications are never dropped silently while the
+//     connection lasts; those still waiting when it ends end with it.
 //   - MaxPending 256 of this peer's own calls (a batch counts once) awaiting
 //     answers; Call waits for a free slot, bounded by its context.
 //   - WriteTimeout 10s: a message that cannot be written in time (the other
@@ -271,6 +284,8 @@ package wsrpc
 //	broadcast.go  Server.Broadcast and each peer's outbound queue
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
+//	redial.go     Redialer: a client that dials again (its goroutine: run)
+//	script.go     ScriptHandler: serves js/wsrpc.js, the browser client
 //	middleware.go, guard.go, descriptor.go, errors.go, options.go: as named
 //
 // A message in: a reader (read.go: readLoop, or a caller in readFor) calls
@@ -296,6 +311,7 @@ package wsrpc
 //	notifications  a former reader serving notifications: returns when none waits (nextNote)
 //	outbound       drainOutbound: returns when the broadcast queue is empty or the peer closes
 //	keepalive      the ping timer's goroutine: returns after one ping
+//	redialer       Redialer.run: returns when the Redialer stops (ctx, Close, or the server's word)
 //	closing        violation on a goroutine of its own (outbound overflow): returns after the close handshake
 //	timers         lapse and handoffCheck become the reader (adopt) or return at once
 //

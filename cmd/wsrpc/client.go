@@ -66,18 +66,11 @@ func runCall(args []string, stdin io.Reader, stdout, stderr io.Writer, notify bo
 	if !notify {
 		fs.BoolVar(&raw, "i", false, "print the result as the server sent it, not indented")
 	}
-	pos, status, ok := parse(fs, args, stdout)
+	pos, _, status, ok := parseArgs(fs, args, 2, 3, stdout, stderr)
 	if !ok {
 		return status
 	}
-	if len(pos) < 2 || len(pos) > 3 {
-		fs.Usage()
-		return exitUsage
-	}
 	url, method := pos[0], pos[1]
-	if _, err := transport(url); err != nil {
-		return usageError(stderr, "%v", err)
-	}
 	if method == "" {
 		return usageError(stderr, "empty method name")
 	}
@@ -171,18 +164,11 @@ func parseBatchLine(line string) (it batchItem, skip bool, err error) {
 // runBatch runs "wsrpc batch" and returns the exit status.
 func runBatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, common := newFlagSet("batch", "[flags] URL   < one call per line", stdout, stderr)
-	pos, status, ok := parse(fs, args, stdout)
+	pos, _, status, ok := parseArgs(fs, args, 1, 1, stdout, stderr)
 	if !ok {
 		return status
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
-	}
 	url := pos[0]
-	if _, err := transport(url); err != nil {
-		return usageError(stderr, "%v", err)
-	}
 
 	var items []batchItem
 	sc := bufio.NewScanner(stdin)

@@ -126,18 +126,12 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&methods, "method", "print calls and notifications of `METHOD`; answer its calls by -exec (repeatable)")
 	fs.Var(&calls, "call", "call `'METHOD [PARAMS]'` once connected and print the answer (repeatable)")
 	execCmd := fs.String("exec", "", "answer calls to the -method names by running `CMD` with sh -c")
-	pos, status, ok := parse(fs, args, stdout)
+	pos, kind, status, ok := parseArgs(fs, args, 1, 1, stdout, stderr)
 	if !ok {
 		return status
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
-	}
 	url := pos[0]
-	if kind, err := transport(url); err != nil {
-		return usageError(stderr, "%v", err)
-	} else if kind != "ws" {
+	if kind != "ws" {
 		return usageError(stderr, "listen needs a ws:// or wss:// URL, not %q", url)
 	}
 	if *execCmd != "" && len(methods) == 0 {

@@ -235,6 +235,24 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
+// parseArgs is parse, then checks that there are min to max arguments, the
+// first a URL of a transport the tool speaks. It returns the arguments and
+// the transport, or the exit status.
+func parseArgs(fs *flag.FlagSet, args []string, min, max int, stdout, stderr io.Writer) (pos []string, kind string, status int, ok bool) {
+	if pos, status, ok = parse(fs, args, stdout); !ok {
+		return nil, "", status, false
+	}
+	if len(pos) < min || len(pos) > max {
+		fs.Usage()
+		return nil, "", exitUsage, false
+	}
+	kind, err := transport(pos[0])
+	if err != nil {
+		return nil, "", usageError(stderr, "%v", err), false
+	}
+	return pos, kind, 0, true
+}
+
 // transport says how url is reached: "ws" (WebSocket) or "http" (POST), or
 // an error for any other scheme.
 func transport(url string) (string, error) {

@@ -445,3 +445,29 @@ func ExampleKey() {
 	// jsonrpc error -32002: log in first
 	// ada
 }
+
+// Redial keeps a client connected: its calls wait for a connection, and
+// OnConnect runs on each new one before they go out.
+func ExampleRedial() {
+	methods := wsrpc.NewMethods()
+	wsrpc.Register(methods, "hello", func(context.Context, any) (string, error) { return "hello", nil })
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
+	url, stop := serve(srv)
+	defer stop()
+	defer srv.Shutdown(context.Background())
+
+	r := wsrpc.Redial(context.Background(), url, &wsrpc.RedialOptions{
+		OnConnect: func(ctx context.Context, p *wsrpc.Peer) error {
+			fmt.Println("connected")
+			return nil
+		},
+		Repeatable: func(method string) bool { return method == "hello" },
+	})
+	defer r.Close()
+	var s string
+	err := r.Call(context.Background(), "hello", nil, &s)
+	fmt.Println(s, err)
+	// Output:
+	// connected
+	// hello <nil>
+}

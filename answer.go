@@ -93,9 +93,13 @@ func dispatch(ctx context.Context, cfg *config, p *Peer, env *envelope, req *Req
 		me = cfg.Methods.lookup([]byte(env.methodName()))
 	}
 	if me == nil {
-		return nil, methodNotFound(env.methodName())
+		if me = cfg.Methods.fallbackMethod(); me == nil {
+			return nil, methodNotFound(env.methodName())
+		}
+		req.Method = env.methodName()
+	} else {
+		req.Method = me.name
 	}
-	req.Method = me.name
 	// Every dispatch runs under the recovery of the Recover middleware,
 	// so that a panic or a plain error never reaches the wire even when
 	// the table has no middleware.

@@ -35,7 +35,8 @@
 // with [Register] (typed: a JSON array maps to positional arguments, a JSON
 // object to named ones, and a missing required argument or an unknown named
 // one is an Invalid Params error), [Methods.HandleRaw] (the raw params), or
-// [Methods.Handle] (a [Handler] that sees the whole [Request]). A handler
+// [Methods.Handle] (a [Handler] that sees the whole [Request]);
+// [Methods.Fallback] serves every name the table lacks. A handler
 // reaches its peer with [PeerFromContext] — to call it back, or to read its
 // [Peer.Identity] and [Peer.HTTPRequest] (cookies, headers).
 //

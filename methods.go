@@ -67,6 +67,7 @@ type Middleware func(next Handler) Handler
 type Methods struct {
 	mu         sync.RWMutex
 	table      map[string]*method
+	fallback   *method // serves the names not in table (Fallback)
 	middleware []Middleware
 }
 
@@ -124,6 +125,26 @@ func (m *Methods) HandleRaw(name string, fn func(ctx context.Context, params jso
 	}, mw...)
 }
 
+// Fallback registers h for every method name the table has no handler
+// for, instead of answering CodeMethodNotFound: a proxy, or a tool that
+// prints whatever it is sent. h sees the name in Request.Method, and runs
+// under the table's middleware and mw, as a method does; it may return
+// ErrMethodNotFound itself. Fallback panics if h is nil or one is set
+// already.
+func (m *Methods) Fallback(h Handler, mw ...Middleware) {
+	if h == nil {
+		panic("wsrpc: nil fallback handler")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fallback != nil {
+		panic("wsrpc: fallback registered twice")
+	}
+	me := &method{handler: h, local: mw}
+	me.chain = m.compose(me)
+	m.fallback = me
+}
+
 // Use adds middleware that wraps every method of the table, those already
 // registered and those to come. Middleware runs in the order it was added:
 // the first added is the outermost. Table-wide middleware runs before the
@@ -136,6 +157,9 @@ func (m *Methods) Use(mw ...Middleware) {
 		if !me.declared {
 			me.chain = m.compose(me)
 		}
+	}
+	if m.fallback != nil {
+		m.fallback.chain = m.compose(m.fallback)
 	}
 }
 
@@ -162,6 +186,16 @@ func (m *Methods) lookup(name []byte) *method {
 		return nil
 	}
 	return me
+}
+
+// fallbackMethod returns the Fallback handler, or nil.
+func (m *Methods) fallbackMethod() *method {
+	if m == nil {
+		return nil
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.fallback
 }
 
 // Names returns the names of the methods the table serves, sorted.

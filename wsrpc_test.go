@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -546,3 +547,50 @@ func TestInlineBatchGivesBackItsSlot(t *testing.T) {
 
 // noReserve is a transport's reserve for tests that read a raw end.
 func noReserve(int64) error { return nil }
+
+// TestFallback: Fallback serves every name the table lacks, with the name
+// in Request.Method, under the table's middleware (added before or after
+// it), for calls and notifications, over WebSocket and POST alike; the
+// names the table has still go to their own handlers, and a fallback may
+// answer method not found itself.
+func TestFallback(t *testing.T) {
+	t.Parallel()
+	notes := make(chan string, 1)
+	m := NewMethods()
+	Register(m, "known", func(context.Context, any) (string, error) { return "known", nil })
+	m.Fallback(func(_ context.Context, req *Request) (any, error) {
+		switch {
+		case req.Method == "nobody":
+			return nil, ErrMethodNotFound
+		case req.IsNotification():
+			notes <- req.Method
+			return nil, nil
+		}
+		return "fallback:" + req.Method + ":" + string(req.Params), nil
+	})
+	var seen atomic.Int32
+	m.Use(func(next Handler) Handler {
+		return func(ctx context.Context, req *Request) (any, error) {
+			seen.Add(1)
+			return next(ctx, req)
+		}
+	})
+	require.Panics(t, func() { m.Fallback(func(context.Context, *Request) (any, error) { return nil, nil }) })
+
+	s := appServe(t, &options{Methods: m})
+	ws := appDial(t, s.ws, nil)
+	post := newHTTPClient(s.url, nil)
+	for _, c := range []Caller{ws, post} {
+		got, err := Call[string](context.Background(), c, "any.thing", []int{1})
+		require.NoError(t, err)
+		require.Equal(t, "fallback:any.thing:[1]", got)
+		got, err = Call[string](context.Background(), c, "known", nil)
+		require.NoError(t, err)
+		require.Equal(t, "known", got)
+		_, err = Call[string](context.Background(), c, "nobody", nil)
+		require.ErrorIs(t, err, ErrMethodNotFound)
+		require.NoError(t, c.Notify(context.Background(), "note.x", nil))
+		require.Equal(t, "note.x", rsWait(t, notes, "the notification"))
+	}
+	require.Equal(t, int32(8), seen.Load(), "middleware wraps the fallback and the methods")
+}

@@ -22,10 +22,11 @@ import (
 // printing an error object of its own.
 const codeExecFailed = -32099
 
-// listener serves the methods named on the command line and prints what
-// the server sends.
+// listener prints every call and notification the server sends (it is the
+// method table's Fallback) and answers the calls.
 type listener struct {
 	replies map[string]json.RawMessage // -reply METHOD=JSON
+	named   map[string]bool            // -method METHOD
 	exec    string                     // -exec CMD
 	timeout time.Duration              // bound of one -exec run
 
@@ -52,7 +53,9 @@ func (l *listener) println(v any) {
 }
 
 // handle prints a call or notification from the server and answers it:
-// with its -reply, by running -exec, or with null.
+// with its -reply; by running -exec, for the -method names or, with none
+// given, for every call; with null for a -method name without -exec; and
+// method not found otherwise.
 func (l *listener) handle(ctx context.Context, req *wsrpc.Request) (any, error) {
 	l.println(incoming{JSONRPC: "2.0", Method: req.Method, Params: req.Params, ID: req.ID})
 	if req.IsNotification() {
@@ -61,10 +64,13 @@ func (l *listener) handle(ctx context.Context, req *wsrpc.Request) (any, error) 
 	if reply, ok := l.replies[req.Method]; ok {
 		return reply, nil
 	}
-	if l.exec == "" {
+	switch {
+	case l.exec != "" && (len(l.named) == 0 || l.named[req.Method]):
+		return l.run(ctx, req)
+	case l.named[req.Method]:
 		return nil, nil
 	}
-	return l.run(ctx, req)
+	return nil, &wsrpc.Error{Code: wsrpc.CodeMethodNotFound, Message: fmt.Sprintf("method not found: %q", req.Method)}
 }
 
 // run runs the -exec command for req: the params on its stdin, the method
@@ -123,9 +129,9 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 	fs, common := newFlagSet("listen", "[flags] URL", stdout, stderr)
 	var replies, methods, calls listFlag
 	fs.Var(&replies, "reply", "answer calls to METHOD with JSON: `METHOD=JSON` (repeatable)")
-	fs.Var(&methods, "method", "print calls and notifications of `METHOD`; answer its calls by -exec (repeatable)")
+	fs.Var(&methods, "method", "answer calls to `METHOD` by -exec, or with null without it (repeatable)")
 	fs.Var(&calls, "call", "call `'METHOD [PARAMS]'` once connected and print the answer (repeatable)")
-	execCmd := fs.String("exec", "", "answer calls to the -method names by running `CMD` with sh -c")
+	execCmd := fs.String("exec", "", "answer calls (to the -method names, if any) by running `CMD` with sh -c")
 	pos, kind, status, ok := parseArgs(fs, args, 1, 1, stdout, stderr)
 	if !ok {
 		return status
@@ -134,18 +140,14 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 	if kind != "ws" {
 		return usageError(stderr, "listen needs a ws:// or wss:// URL, not %q", url)
 	}
-	if *execCmd != "" && len(methods) == 0 {
-		return usageError(stderr, "-exec answers the methods named with -method: give at least one")
-	}
-
 	l := &listener{
 		replies: map[string]json.RawMessage{},
+		named:   map[string]bool{},
 		exec:    *execCmd,
 		timeout: common.timeout,
 		out:     stdout,
 		errOut:  stderr,
 	}
-	names := map[string]bool{}
 	for _, r := range replies {
 		name, value, ok := strings.Cut(r, "=")
 		if !ok || name == "" {
@@ -155,13 +157,12 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "-reply %s: not valid JSON: %q", name, value)
 		}
 		l.replies[name] = compact(json.RawMessage(value))
-		names[name] = true
 	}
 	for _, name := range methods {
 		if name == "" {
 			return usageError(stderr, "empty -method name")
 		}
-		names[name] = true
+		l.named[name] = true
 	}
 	var toCall []batchItem
 	for _, c := range calls {
@@ -175,11 +176,7 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 		toCall = append(toCall, it)
 	}
 	table := wsrpc.NewMethods()
-	for name := range names {
-		if err := handle(table, name, l.handle); err != nil {
-			return usageError(stderr, "%v", err)
-		}
-	}
+	table.Fallback(l.handle)
 
 	// Signals are caught before dialing, so that an interrupt at any
 	// point ends the listener cleanly.
@@ -217,16 +214,4 @@ func runListen(args []string, stdout, stderr io.Writer) int {
 		l.mu.Unlock()
 	}
 	return exitOK
-}
-
-// handle registers h for name on table, turning the panic of an invalid
-// name (reserved "rpc." prefix, too long) into an error.
-func handle(table *wsrpc.Methods, name string, h wsrpc.Handler) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("cannot serve method %q: %v", name, r)
-		}
-	}()
-	table.Handle(name, h)
-	return nil
 }

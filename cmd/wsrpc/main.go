@@ -65,18 +65,15 @@ batch    Reads calls from stdin, one per line, either
 listen   Keeps the connection open and prints every call and notification
          the server sends, one JSON line each:
              {"jsonrpc":"2.0","method":"...","params":...,"id":...}
-         (no "id" for a notification). It answers calls to a METHOD given
-         with -reply METHOD=JSON with that JSON, and calls to the methods
-         named with -method by running -exec CMD (sh -c CMD) with the params
-         on stdin and WSRPC_METHOD and WSRPC_ID (raw JSON id) in its
-         environment; its stdout (JSON, empty for null) is the result. A
-         non-zero exit answers error -32099 (data: exit status and stderr),
-         or the error object the command printed ({"code":..,"message":..}).
-         Without -exec, a call to a -method name is answered with null.
-         The library has no catch-all handler, so listen only sees methods
-         it is told about (-reply, -method): a call to any other name is
-         answered "method not found" by the library and is not printed,
-         and other notifications are dropped unprinted.
+         (no "id" for a notification). It answers a call to a METHOD given
+         with -reply METHOD=JSON with that JSON; other calls (only those to
+         the -method names, if any are given) by running -exec CMD (sh -c
+         CMD) with the params on stdin and WSRPC_METHOD and WSRPC_ID (raw
+         JSON id) in its environment: its stdout (JSON, empty for null) is
+         the result, and a non-zero exit answers error -32099 (data: exit
+         status and stderr) or the error object the command printed
+         ({"code":..,"message":..}). Without -exec, a call to a -method name
+         is answered with null; any other call, "method not found".
          -call 'METHOD [PARAMS]' makes a call once connected (to subscribe,
          say) and prints its answer as batch does. listen ends on SIGINT or
          SIGTERM, or when the server closes the connection (exit 0 both).

@@ -337,9 +337,7 @@ func TestCLI(t *testing.T) {
 			{"notify", ws},
 			{"batch"},
 			{"listen", post},
-			{"listen", ws, "-exec", "true"},
 			{"listen", ws, "-reply", "x=not json"},
-			{"listen", ws, "-reply", "rpc.x=1"},
 		} {
 			if r := exe(t, bin, "", args...); r.code != 2 {
 				t.Errorf("wsrpc %q: exit %d, want 2 (stderr %q)", args, r.code, r.stderr)
@@ -394,6 +392,10 @@ func TestCLI(t *testing.T) {
 		if got, want := l.next(), `{"method":"reverse.call","result":"hello"}`; got != want {
 			t.Fatalf("got %s, want %s", got, want)
 		}
+		// The unknown method's call is printed too, then answered -32601.
+		if got := l.next(); !strings.Contains(got, `"method":"client.unknown"`) {
+			t.Fatalf("the call of an unknown method, as received: %s", got)
+		}
 		if got := l.next(); !strings.Contains(got, `"code":-32601`) {
 			t.Fatalf("the call of an unknown method: %s", got)
 		}
@@ -435,7 +437,8 @@ func testListenReply(t *testing.T, bin string) {
 	if err := p.Notify(ctx, "tick", []int{1}); err != nil {
 		t.Fatal(err)
 	}
-	// A call to a name the listener was not told about never reaches it.
+	// A call to a name the listener was not told about is printed, and
+	// answered method not found.
 	if err := p.Call(ctx, "other", nil, nil); !errors.Is(err, wsrpc.ErrMethodNotFound) {
 		t.Fatalf("other: %v", err)
 	}
@@ -449,6 +452,7 @@ func testListenReply(t *testing.T, bin string) {
 		`{"jsonrpc":"2.0","method":"greet","params":["gopher"],"id":ID}`: true,
 		`{"jsonrpc":"2.0","method":"tick","params":[1]}`:                 true,
 		`{"jsonrpc":"2.0","method":"tick","params":[2],"id":ID}`:         true,
+		`{"jsonrpc":"2.0","method":"other","id":ID}`:                     true,
 	}
 	for len(want) > 0 {
 		line := l.next()

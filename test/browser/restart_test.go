@@ -289,7 +289,7 @@ return {State: state, Err: err, Waited: performance.now() - t0, StateAt: rt.c.st
 		}
 		run(t, tab, `
 const st = await rt.settled();
-const queued = rt.c.call("ping");
+const queued = rt.c.call("ping").catch((e) => "rejected: " + e.name);
 await rt.c.ready();
 return {StateAtCall: st, Queued: await queued, Ping: await rt.c.call("ping"), State: rt.c.state,
   Opens: rt.opens, Closes: rt.closes.slice(`+fmt.Sprint(closesBefore)+`)};`, &back)

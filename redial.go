@@ -71,13 +71,15 @@ type RedialOptions struct {
 	MinDelay, MaxDelay time.Duration
 
 	// OnConnect runs on every new connection, before calls waiting for a
-	// connection go out: re-authenticate, resubscribe. ctx ends when the
-	// Redialer stops. An error closes that connection, and the Redialer
-	// dials again after the usual wait.
+	// connection go out: re-authenticate, resubscribe. It calls through p:
+	// the Redialer's own calls would wait for OnConnect to return. ctx ends
+	// when the Redialer stops. An error closes that connection, and the
+	// Redialer dials again after the usual wait.
 	OnConnect func(ctx context.Context, p *Peer) error
 
 	// OnState is told of every change of state, on the Redialer's own
-	// goroutine; err is why it disconnected or stopped.
+	// goroutine, so it must return promptly and not call Close (which
+	// waits for that goroutine); err is why it disconnected or stopped.
 	OnState func(s ConnState, err error)
 
 	// Repeatable reports whether a call of method may be sent again on

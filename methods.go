@@ -239,9 +239,21 @@ func (m *Methods) Names() []string {
 // Register panics under the same conditions as Methods.Handle.
 func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, params P) (R, error), mw ...Middleware) {
 	dec := newParamsDecoder[P]()
+	// The decoder needs a *P, which would escape to the heap on every
+	// call: the P values decoded into are pooled instead, and emptied
+	// before they go back, so that they hold nothing of a call.
+	var values sync.Pool
 	m.Handle(name, func(ctx context.Context, req *Request) (any, error) {
-		var p P
-		if err := dec.decode(req, &p); err != nil {
+		pp, _ := values.Get().(*P)
+		if pp == nil {
+			pp = new(P)
+		}
+		err := dec.decode(req, pp)
+		p := *pp
+		var zero P
+		*pp = zero
+		values.Put(pp)
+		if err != nil {
 			return nil, err
 		}
 		return fn(ctx, p)

@@ -9,13 +9,14 @@ import (
 )
 
 // This file sends to a Server's peers. A broadcast is encoded once; the
-// same bytes go into a bounded outbound queue per peer (ServerOptions.MaxOutbound
-// messages, Limits.MaxPeerBytes bytes), which a goroutine drains with the
-// peer's ordinary writes (so Limits.WriteTimeout holds). The goroutine
-// exists only while its queue is not empty: an idle peer keeps its one
-// reading goroutine and nothing more. When a peer's queue is full,
-// ServerOptions.SlowPeers decides: Broadcast waits for room (the default), drops
-// the message for that peer, or closes it with status 1008.
+// same bytes go into a bounded outbound queue per peer
+// (ServerOptions.MaxOutbound messages, Limits.MaxPeerBytes bytes), which a
+// goroutine drains with the peer's ordinary writes (so Limits.WriteTimeout
+// holds). The goroutine exists only while its queue is not empty: an idle
+// peer keeps its one reading goroutine and nothing more. When a peer's
+// queue is full, ServerOptions.SlowPeers decides: Broadcast waits for room
+// (the default), drops the message for that peer, or closes it with status
+// 1008.
 
 // peerIDs numbers peers, process-wide.
 var peerIDs atomic.Uint64

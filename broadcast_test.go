@@ -145,7 +145,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 		SlowPeers:   SlowPeerClose,
 		// Only the queue bound may close the slow peer here; and a
 		// Broadcast that waited for it would take this long.
-		WriteTimeout: time.Minute,
+		Limits: Limits{WriteTimeout: time.Minute},
 		OnConnect: func(p *Peer) {
 			if p.HTTPRequest().Header.Get("X-Slow") != "" {
 				slowPeer.Store(p)

@@ -53,7 +53,7 @@ func TestPeerBytesBoundNotifications(t *testing.T) {
 			return nil, nil
 		})
 		const size, limit, count = 1000, 8 << 10, 100
-		r := rsNewRaw(&options{Methods: m, MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}, 4*count)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}}, 4*count)
 		defer r.p.Close()
 		r.send(t, `{"jsonrpc":"2.0","method":"sleep"}`)
 		for i := range count {
@@ -93,7 +93,7 @@ func TestPeerBytesBoundRequests(t *testing.T) {
 			return len(p[0]), nil
 		})
 		const size, limit, count = 1500, 6 << 10, 40
-		r := rsNewRaw(&options{Methods: m, MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}, 4*count)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}}, 4*count)
 		defer r.p.Close()
 		for i := range count {
 			r.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"hold","params":["%s"]}`, i, strings.Repeat("r", size)))
@@ -129,7 +129,7 @@ func TestOverBudgetWhileCalling(t *testing.T) {
 			return len(p[0]), nil
 		})
 		const size, limit = 1500, 4 << 10
-		r := rsNewRaw(&options{Methods: m, MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}, 64)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxMessageSize: 2 << 10, MaxPeerBytes: limit, PingInterval: -1}}, 64)
 		defer r.p.Close()
 		defer close(release)
 		var result string
@@ -187,11 +187,11 @@ func TestServerBytesBound(t *testing.T) {
 		<-release
 		return len(p[0]), nil
 	})
-	srv = rsNewServer(t, options{Methods: m, MaxMessageSize: 1 << 20, MaxServerBytes: limit, PingInterval: -1})
+	srv = rsNewServer(t, options{Methods: m, MaxServerBytes: limit, Limits: Limits{MaxMessageSize: 1 << 20, PingInterval: -1}})
 	payload := strings.Repeat("s", size)
 	results := make(chan error, conns)
 	for range conns {
-		p := rsDial(t, srv.url, &options{PingInterval: -1})
+		p := rsDial(t, srv.url, &options{Limits: Limits{PingInterval: -1}})
 		go func() {
 			n, err := Call[int](context.Background(), p, "hold", []string{payload})
 			if err == nil && n != size {
@@ -234,7 +234,7 @@ func TestGoroutinesBoundedByHandlers(t *testing.T) {
 			return out, err
 		})
 		const handlers, queued = 8, 32
-		r := rsNewRaw(&options{Methods: m, MaxHandlers: handlers, MaxQueued: queued, PingInterval: -1}, 1024)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxHandlers: handlers, MaxQueued: queued, PingInterval: -1}}, 1024)
 		for i := range 600 {
 			r.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"reverse.call"}`, i))
 			if i%50 == 0 {

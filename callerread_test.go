@@ -86,7 +86,7 @@ func TestCallerReadStopsWhenContextEnds(t *testing.T) {
 		next := readRequest(ctx, t, c)
 		c.Write(ctx, websocket.MessageText, []byte(`{"jsonrpc":"2.0","id":`+next+`,"result":"next"}`))
 	})
-	p := rsDial(t, url, &options{PingInterval: -1})
+	p := rsDial(t, url, &options{Limits: Limits{PingInterval: -1}})
 	// No reader may take the free role back between the two calls, which
 	// on a busy machine can be more than the lapse apart.
 	p.mu.Lock()
@@ -144,7 +144,7 @@ func TestCallerLeavesLargeAndFragmentedFrames(t *testing.T) {
 		notes <- len(p[0])
 		return nil, nil
 	})
-	p := rsDial(t, url, &options{Methods: m, PingInterval: -1})
+	p := rsDial(t, url, &options{Methods: m, Limits: Limits{PingInterval: -1}})
 	for _, want := range []string{"warm", big, "fragmented", "small"} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		got, err := Call[string](ctx, p, "get", nil)

@@ -243,10 +243,10 @@
 //
 // Before upgrading, [Accept] and [Server] check, in order:
 //
-//   - Host: with AllowedHosts ([AcceptOptions], [ServerOptions]) empty, a server listening on a
-//     loopback address accepts only loopback host names (localhost,
-//     127.0.0.1, [::1]), which defeats DNS rebinding; otherwise the Host
-//     must be in the list. Refused with 403.
+//   - Host: with AllowedHosts ([AcceptOptions], [ServerOptions]) empty, a
+//     server listening on a loopback address accepts only loopback host
+//     names (localhost, 127.0.0.1, [::1]), which defeats DNS rebinding;
+//     otherwise the Host must be in the list. Refused with 403.
 //   - Origin: a browser's cross-origin request is refused (403) unless its
 //     host matches OriginPatterns; "Origin: null" is always refused.
 //     InsecureAllowAnyOrigin turns the check off.

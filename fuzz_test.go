@@ -46,7 +46,7 @@ func FuzzEnvelope(f *testing.F) {
 	}
 	// A live peer, shared by every input.
 	// Real time here: no slow methods, so that an input costs microseconds.
-	r := rsNewRaw(&options{Methods: rsFuzzMethods(false), PingInterval: -1}, 256)
+	r := rsNewRaw(&options{Methods: rsFuzzMethods(false), Limits: Limits{PingInterval: -1}}, 256)
 	f.Cleanup(func() { r.p.Close() })
 	var probe int
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -124,7 +124,7 @@ func FuzzEnvelope(f *testing.F) {
 // rsExpect1007 sends data, which is not UTF-8, to a peer of its own, and
 // checks that the peer closes the connection with status 1007.
 func rsExpect1007(t *testing.T, data []byte) {
-	r := rsNewRaw(&options{Methods: rsFuzzMethods(false), PingInterval: -1}, 4)
+	r := rsNewRaw(&options{Methods: rsFuzzMethods(false), Limits: Limits{PingInterval: -1}}, 4)
 	defer r.p.Close()
 	r.send(t, string(data))
 	<-r.end.shared.closed
@@ -419,7 +419,7 @@ func FuzzPeerTranscript(f *testing.F) {
 		}
 		var got [][]byte
 		synctest.Test(t, func(t *testing.T) {
-			r := rsNewRaw(&options{Methods: rsFuzzMethods(true), MaxHandlers: 3, MaxQueued: 4, MaxBatch: transcriptMaxBatch}, 256)
+			r := rsNewRaw(&options{Methods: rsFuzzMethods(true), Limits: Limits{MaxHandlers: 3, MaxQueued: 4, MaxBatch: transcriptMaxBatch}}, 256)
 			var mu sync.Mutex
 			read := make(chan struct{})
 			go func() {

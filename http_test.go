@@ -71,7 +71,7 @@ func TestHTTPPostWire(t *testing.T) {
 		p := PeerFromContext(ctx)
 		return p == nil && errors.Is(p.Notify(ctx, "x", nil), ErrNoPeer), nil
 	})
-	s := appServe(t, &options{Methods: m, MaxBatch: 3})
+	s := appServe(t, &options{Methods: m, Limits: Limits{MaxBatch: 3}})
 	const js = "application/json"
 
 	cases := []struct{ name, body, want string }{
@@ -137,7 +137,7 @@ func TestHTTPPostLimits(t *testing.T) {
 	t.Parallel()
 	m := arith()
 	Register(m, "big", func(context.Context, any) (string, error) { return strings.Repeat("x", 2000), nil })
-	s := appServe(t, &options{Methods: m, MaxMessageSize: 1024, MaxBatchResponse: 200})
+	s := appServe(t, &options{Methods: m, Limits: Limits{MaxMessageSize: 1024, MaxBatchResponse: 200}})
 	status, _ := post(t, s.url, "application/json", `{"jsonrpc":"2.0","id":1,"method":"echo","params":["`+strings.Repeat("y", 1100)+`"]}`)
 	require.Equal(t, http.StatusRequestEntityTooLarge, status)
 
@@ -151,7 +151,7 @@ func TestHTTPPostLimits(t *testing.T) {
 	require.JSONEq(t, `[{"jsonrpc":"2.0","id":1,"result":1},{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"response too large"}},{"jsonrpc":"2.0","id":3,"result":2}]`, body)
 
 	// The client refuses to send what the server would refuse.
-	c := newHTTPClient(s.url, &options{MaxMessageSize: 1024})
+	c := newHTTPClient(s.url, &options{Limits: Limits{MaxMessageSize: 1024}})
 	require.ErrorIs(t, c.Call(context.Background(), "echo", []string{strings.Repeat("y", 1100)}, nil), ErrMessageTooBig)
 	// And a client with a larger limit is told 413.
 	err := newHTTPClient(s.url, nil).Call(context.Background(), "echo", []string{strings.Repeat("y", 1100)}, nil)
@@ -159,7 +159,7 @@ func TestHTTPPostLimits(t *testing.T) {
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusRequestEntityTooLarge, he.Status)
 	// A response over the client's limit.
-	small := newHTTPClient(s.url, &options{MaxMessageSize: 64})
+	small := newHTTPClient(s.url, &options{Limits: Limits{MaxMessageSize: 64}})
 	require.ErrorIs(t, small.Call(context.Background(), "echo", []string{strings.Repeat("y", 40)}, nil), ErrMessageTooBig)
 }
 
@@ -284,7 +284,7 @@ func TestHTTPClient(t *testing.T) {
 // A server may answer a whole batch with one error; every call gets it.
 func TestHTTPClientBatchAnsweredWithOneError(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &options{Methods: arith(), MaxBatch: 1})
+	s := appServe(t, &options{Methods: arith(), Limits: Limits{MaxBatch: 1}})
 	c := newHTTPClient(s.url, nil)
 	var calls []*BatchCall
 	err := c.Batch(context.Background(), func(b *HTTPBatch) {
@@ -317,7 +317,7 @@ func TestHTTPBatchConcurrency(t *testing.T) {
 		running.Add(-1)
 		return 1, nil
 	})
-	s := appServe(t, &options{Methods: m, MaxHandlers: limit})
+	s := appServe(t, &options{Methods: m, Limits: Limits{MaxHandlers: limit}})
 	var calls []*BatchCall
 	require.NoError(t, newHTTPClient(s.url, nil).Batch(context.Background(), func(b *HTTPBatch) {
 		for range limit {
@@ -501,7 +501,7 @@ func TestHTTPBatchResponseRouting(t *testing.T) {
 // then waited, without one, to discard the rest of the body.
 func TestHTTPPostStalledBody(t *testing.T) {
 	t.Parallel()
-	s := appServe(t, &options{Methods: arith(), MessageTimeout: 100 * time.Millisecond})
+	s := appServe(t, &options{Methods: arith(), Limits: Limits{MessageTimeout: 100 * time.Millisecond}})
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	require.NoError(t, err)
 	defer c.Close()
@@ -557,7 +557,7 @@ func TestBatchAnswerSameOverBothTransports(t *testing.T) {
 	t.Parallel()
 	m := arith()
 	Register(m, "big", func(context.Context, any) (string, error) { return strings.Repeat("b", 400), nil })
-	opts := &options{Methods: m, MaxBatchResponse: 1000}
+	opts := &options{Methods: m, Limits: Limits{MaxBatchResponse: 1000}}
 	s := appServe(t, opts)
 	batch := `[` + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"big"},`, 5) + `{"jsonrpc":"2.0","id":6,"method":"math.sum","params":[1,2]}]`
 	status, overHTTP := post(t, s.url, "application/json", batch)

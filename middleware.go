@@ -37,8 +37,9 @@ func Recover(logger *slog.Logger) Middleware {
 
 // recovered runs h, mapping what must not go on the wire: a panic, an
 // error that is not an *Error, or a nil *Error returned as a non-nil error,
-// becomes ErrInternal and its detail goes to log only. It is the one implementation of that mapping: Recover uses it,
-// and so does every dispatch (invoke).
+// becomes ErrInternal and its detail goes to log only. It is the one
+// implementation of that mapping: Recover uses it, and so does every
+// dispatch.
 func recovered(ctx context.Context, h Handler, req *Request, log *slog.Logger) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Defaults for the zero fields of Limits and ServerOptions. See the Limits section of the
-// package documentation for why each was chosen.
+// Defaults for the zero fields of Limits and ServerOptions. See the Limits
+// section of the package documentation for why each was chosen.
 const (
 	DefaultMaxMessageSize   = 4 << 20
 	DefaultMaxBatch         = 100
@@ -230,18 +230,7 @@ type options struct {
 	Logger  *slog.Logger
 	Codec   Codec
 
-	MaxMessageSize   int64
-	MaxBatch         int
-	MaxBatchResponse int
-	MaxHandlers      int
-	MaxQueued        int
-	MaxNotifications int
-	MaxPending       int
-	MaxPeerBytes     int64
-	WriteTimeout     time.Duration
-	PingInterval     time.Duration
-	PingTimeout      time.Duration
-	MessageTimeout   time.Duration
+	Limits
 
 	OriginPatterns         []string
 	InsecureAllowAnyOrigin bool
@@ -261,21 +250,7 @@ type options struct {
 
 // peerOptions is the part every role with a peer shares.
 func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits) *options {
-	return &options{
-		Methods: m, Codec: c, Logger: log,
-		MaxMessageSize:   l.MaxMessageSize,
-		MaxBatch:         l.MaxBatch,
-		MaxBatchResponse: l.MaxBatchResponse,
-		MaxHandlers:      l.MaxHandlers,
-		MaxQueued:        l.MaxQueued,
-		MaxNotifications: l.MaxNotifications,
-		MaxPending:       l.MaxPending,
-		MaxPeerBytes:     l.MaxPeerBytes,
-		WriteTimeout:     l.WriteTimeout,
-		PingInterval:     l.PingInterval,
-		PingTimeout:      l.PingTimeout,
-		MessageTimeout:   l.MessageTimeout,
-	}
+	return &options{Methods: m, Codec: c, Logger: log, Limits: l}
 }
 
 func (o *PeerOptions) options() *options {
@@ -323,7 +298,7 @@ func (o *HTTPClientOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	return &options{Codec: o.Codec, MaxMessageSize: o.MaxMessageSize, HTTPHeader: o.Header, HTTPClient: o.Client}
+	return &options{Codec: o.Codec, Limits: Limits{MaxMessageSize: o.MaxMessageSize}, HTTPHeader: o.Header, HTTPClient: o.Client}
 }
 
 // config is options with the defaults filled in.

@@ -222,7 +222,7 @@ func TestDialRefusalIsHTTPError(t *testing.T) {
 // open sockets to test their handlers.)
 func TestPipe(t *testing.T) {
 	t.Parallel()
-	c, s := pipe(nil, &options{Methods: arith(), MaxMessageSize: 1 << 10})
+	c, s := pipe(nil, &options{Methods: arith(), Limits: Limits{MaxMessageSize: 1 << 10}})
 	defer s.Close()
 	defer c.Close()
 	n, err := Call[int](context.Background(), c, "math.sum", []int{1, 2})

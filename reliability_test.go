@@ -381,7 +381,7 @@ func TestReentrantCallbacks8Deep(t *testing.T) {
 			return m
 		}
 		// 4 handler slots per side: an 8-deep chain holds all of them.
-		a, b := rsPipePeers(&options{Methods: bounce("A"), MaxHandlers: 4, MaxQueued: 4}, &options{Methods: bounce("B"), MaxHandlers: 4, MaxQueued: 4})
+		a, b := rsPipePeers(&options{Methods: bounce("A"), Limits: Limits{MaxHandlers: 4, MaxQueued: 4}}, &options{Methods: bounce("B"), Limits: Limits{MaxHandlers: 4, MaxQueued: 4}})
 		defer a.Close()
 		defer b.Close()
 		s, err := Call[string](context.Background(), a, "bounce", []int{8})
@@ -414,7 +414,9 @@ func TestSaturatedBothWays(t *testing.T) {
 				})
 				return m
 			}
-			opts := func() *options { return &options{Methods: mk(), MaxHandlers: 2, MaxQueued: 2, MaxPending: 64} }
+			opts := func() *options {
+				return &options{Methods: mk(), Limits: Limits{MaxHandlers: 2, MaxQueued: 2, MaxPending: 64}}
+			}
 			a, b := rsPipePeers(opts(), opts())
 			defer a.Close()
 			defer b.Close()
@@ -664,7 +666,7 @@ func TestDisconnectWithCallsInFlight(t *testing.T) {
 		const n = 1000
 		sb, cb := rsNewBlocker(n), rsNewBlocker(n)
 		opts := func(m *Methods) options {
-			return options{Methods: m, MaxHandlers: n + 10, MaxPending: n + 10}
+			return options{Methods: m, Limits: Limits{MaxHandlers: n + 10, MaxPending: n + 10}}
 		}
 		s := rsNewServer(t, opts(sb.methods()))
 		proxy := rsNewProxy(t, s.addr)
@@ -734,7 +736,7 @@ func TestCloseRace(t *testing.T) {
 				return 0, ctx.Err()
 			}
 		})
-		opts := options{Methods: m, MaxHandlers: 16, MaxQueued: 64}
+		opts := options{Methods: m, Limits: Limits{MaxHandlers: 16, MaxQueued: 64}}
 		s := rsNewServer(t, opts)
 		client := rsDial(t, s.url, &opts)
 		server := s.peer(t)
@@ -814,7 +816,7 @@ func TestCloseRace(t *testing.T) {
 func TestWriteTimeoutClosesNonReader(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&options{WriteTimeout: 3 * time.Second, PingInterval: -1}, 4)
+		r := rsNewRaw(&options{Limits: Limits{WriteTimeout: 3 * time.Second, PingInterval: -1}}, 4)
 		defer r.p.Close()
 		start := time.Now()
 		callErr := make(chan error, 1)
@@ -850,7 +852,7 @@ func TestWriteTimeoutClosesNonReader(t *testing.T) {
 func TestKeepaliveClosesDeadPeer(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&options{PingInterval: 2 * time.Second, PingTimeout: time.Second}, 4)
+		r := rsNewRaw(&options{Limits: Limits{PingInterval: 2 * time.Second, PingTimeout: time.Second}}, 4)
 		defer r.p.Close()
 		time.Sleep(time.Hour) // fake time: an hour idle with a live peer
 		synctest.Wait()
@@ -894,7 +896,7 @@ func TestNotificationFloodCloses(t *testing.T) {
 				<-ctx.Done()
 				return nil, nil
 			})
-			r := rsNewRaw(&options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 4*limit)
+			r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}}, 4*limit)
 			defer r.p.Close()
 			var start time.Time
 			for i := range limit + 1 {
@@ -935,7 +937,7 @@ func TestNotificationFloodCloses(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 				return nil, nil
 			})
-			r := rsNewRaw(&options{Methods: m, MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}, 8*limit)
+			r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxNotifications: limit, WriteTimeout: 5 * time.Second, PingInterval: -1}}, 8*limit)
 			defer r.p.Close()
 			for i := range 6 * limit {
 				r.send(t, note(i))
@@ -1013,7 +1015,7 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int64
-		p, cliConn, cli := rsAcceptPipe(t, &options{Methods: rsCountingMethods(&calls), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p, cliConn, cli := rsAcceptPipe(t, &options{Methods: rsCountingMethods(&calls), Limits: Limits{MessageTimeout: 5 * time.Second, PingInterval: -1}})
 
 		trickle := func(msg string, gap time.Duration) error {
 			hdr, mask := rsClientFrame(len(msg))
@@ -1061,7 +1063,7 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 func TestMessageTimeoutCountsFromHeader(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		p, cliConn, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p, cliConn, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), Limits: Limits{MessageTimeout: 5 * time.Second, PingInterval: -1}})
 		// A text frame with a 64-bit length: 2 + 8 + 4 = 14 header bytes,
 		// one a second.
 		hdr := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 10, 1, 2, 3, 4}
@@ -1084,7 +1086,7 @@ func TestMessageTimeoutCountsFromHeader(t *testing.T) {
 		require.Error(t, <-trickled, "the header was sent whole: the peer waited for it")
 
 		// Control frames are timed the same way: a ping header trickled.
-		p2, cli2, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), MessageTimeout: 5 * time.Second, PingInterval: -1})
+		p2, cli2, _ := rsAcceptPipe(t, &options{Methods: rsFuzzMethods(false), Limits: Limits{MessageTimeout: 5 * time.Second, PingInterval: -1}})
 		go cli2.Write([]byte{0x89}) // FIN, ping: the rest never comes
 		<-p2.Done()
 		require.ErrorIs(t, p2.Err(), errMessageTimeout)
@@ -1101,8 +1103,8 @@ func TestMessageTooBigCloses1009(t *testing.T) {
 	sb, cb := rsNewBlocker(1), rsNewBlocker(1)
 	sm := sb.methods()
 	sm.Handle("echo", func(_ context.Context, req *Request) (any, error) { return true, nil })
-	s := rsNewServer(t, options{Methods: sm, MaxMessageSize: 64 << 10})
-	client := rsDial(t, s.url, &options{Methods: cb.methods(), MaxMessageSize: 1 << 20})
+	s := rsNewServer(t, options{Methods: sm, Limits: Limits{MaxMessageSize: 64 << 10}})
+	client := rsDial(t, s.url, &options{Methods: cb.methods(), Limits: Limits{MaxMessageSize: 1 << 20}})
 	server := s.peer(t)
 
 	// Sending more than one's own limit fails locally; the connection stays.
@@ -1140,7 +1142,7 @@ func TestBatchLimits(t *testing.T) {
 			return strings.Repeat("r", 4096), nil
 		})
 		const respCap = 600
-		r := rsNewRaw(&options{Methods: m, MaxBatch: 5, MaxBatchResponse: respCap, MaxMessageSize: 1024}, 8)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxBatch: 5, MaxBatchResponse: respCap, MaxMessageSize: 1024}}, 8)
 		defer r.p.Close()
 		item := func(id int) string {
 			return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"echo","params":["` + strings.Repeat("p", 120) + `"]}`
@@ -1215,7 +1217,7 @@ func TestServerBusy(t *testing.T) {
 			<-release
 			return "done", nil
 		})
-		r := rsNewRaw(&options{Methods: m, MaxHandlers: 2, MaxQueued: 3}, 16)
+		r := rsNewRaw(&options{Methods: m, Limits: Limits{MaxHandlers: 2, MaxQueued: 3}}, 16)
 		defer r.p.Close()
 		for i := range 5 {
 			require.Empty(t, r.exchange(t, `{"jsonrpc":"2.0","id":`+strconv.Itoa(i)+`,"method":"block"}`), "request %d", i)
@@ -1248,7 +1250,7 @@ func TestServerBusy(t *testing.T) {
 func TestMaxPendingWaits(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&options{MaxPending: 2}, 16)
+		r := rsNewRaw(&options{Limits: Limits{MaxPending: 2}}, 16)
 		defer r.p.Close()
 		results := make(chan error, 3)
 		for range 2 {
@@ -1398,7 +1400,7 @@ func TestShutdownDeadline(t *testing.T) {
 func TestCancelWhileWaitingToWrite(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := rsNewRaw(&options{WriteTimeout: 10 * time.Second, PingInterval: -1}, 1)
+		r := rsNewRaw(&options{Limits: Limits{WriteTimeout: 10 * time.Second, PingInterval: -1}}, 1)
 		defer r.p.Close()
 		require.NoError(t, r.p.Notify(context.Background(), "fills.the.buffer", nil))
 		stuck := make(chan error, 1)

@@ -130,14 +130,6 @@ func (p *Peer) releaseIn(in *inbound) {
 	in.release()
 }
 
-// releaseInLocked is releaseIn with p.mu held.
-func (p *Peer) releaseInLocked(in *inbound) {
-	if in.size > 0 {
-		p.unholdWork(in.size)
-	}
-	in.release()
-}
-
 // unholdWork gives back the charge of a unit of work that takeReserved
 // charged size bytes. Called with p.mu held.
 func (p *Peer) unholdWork(size int64) {
@@ -468,22 +460,20 @@ func (p *Peer) gate(on bool) {
 	if on {
 		return
 	}
-	for p.running < p.cfg.MaxHandlers && len(p.queue) > 0 && !p.closing {
-		in := p.popQueue()
+	// The serving loops take the queued work themselves; a loop that
+	// finds none gives its slot (or role) back. If the peer is closing,
+	// launch refuses and shutdown drops the queues.
+	for n := min(len(p.queue), p.cfg.MaxHandlers-p.running); n > 0; n-- {
 		p.running++
-		if !p.launch(func() { p.serveQueue(in) }) {
+		if !p.launch(func() { p.serveQueue(nil) }) {
 			p.running--
-			p.releaseInLocked(in)
+			break
 		}
 	}
-	if !p.noting && len(p.notes) > 0 && !p.closing {
-		in := p.notes[0]
-		p.notes[0] = nil
-		p.notes = p.notes[1:]
+	if !p.noting && len(p.notes) > 0 {
 		p.noting = true
-		if !p.launch(func() { p.serveNotes(in) }) {
+		if !p.launch(func() { p.serveNotes(nil) }) {
 			p.noting = false
-			p.releaseInLocked(in)
 		}
 	}
 	p.wakeReader()

@@ -140,8 +140,8 @@ func TestLargeBackgroundCallsNeverStall(t *testing.T) {
 	t.Parallel()
 	m := NewMethods()
 	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
-	s := rsNewServer(t, options{Methods: m, PingInterval: -1})
-	p := rsDial(t, s.url, &options{PingInterval: -1})
+	s := rsNewServer(t, options{Methods: m, Limits: Limits{PingInterval: -1}})
+	p := rsDial(t, s.url, &options{Limits: Limits{PingInterval: -1}})
 	payload := strings.Repeat("y", 1<<20)
 	var done atomic.Int64
 	defer stallWatch(t, &done, 30*time.Second, func() { p.Close() })()

@@ -206,7 +206,7 @@ func TestBatchServing(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	})
-	_, raw := rawPeer(t, &options{Methods: m, MaxBatch: 5})
+	_, raw := rawPeer(t, &options{Methods: m, Limits: Limits{MaxBatch: 5}})
 
 	got := exchange(t, raw, `[
 		{"jsonrpc":"2.0","method":"math.sum","params":[1,2,4],"id":"1"},
@@ -319,7 +319,7 @@ func TestNestedCallbacks(t *testing.T) {
 				})
 				return m
 			}
-			a, _ := pipePair(t, &options{Methods: bounce(), MaxHandlers: handlers}, &options{Methods: bounce(), MaxHandlers: handlers})
+			a, _ := pipePair(t, &options{Methods: bounce(), Limits: Limits{MaxHandlers: handlers}}, &options{Methods: bounce(), Limits: Limits{MaxHandlers: handlers}})
 			n, err := Call[int](context.Background(), a, "bounce", []int{8})
 			require.NoError(t, err)
 			require.Equal(t, 8, n)

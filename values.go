@@ -178,20 +178,27 @@ type basicDecoder struct {
 }
 
 func newBasicDecoder(t reflect.Type) *basicDecoder {
-	switch t.Kind() {
-	case reflect.Array, reflect.Slice:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return nil // []byte is base64 in encoding/json
-		}
-		if k := kindOf(t.Elem()); k != notBasic && t.Elem().Name() == t.Elem().Kind().String() {
-			return &basicDecoder{t: t, elem: k, list: true}
-		}
-	default:
-		if k := kindOf(t); k != notBasic && t.Name() == t.Kind().String() {
-			return &basicDecoder{t: t, elem: k}
-		}
+	if k, list := basicShape(t); k != notBasic {
+		return &basicDecoder{t: t, elem: k, list: list}
 	}
 	return nil
+}
+
+// basicShape says whether values of t take the fast paths of this file: a
+// basic value of kind k, or an array or slice of them (list). k is
+// notBasic for any other type, and for named types, which may have their
+// own JSON methods, and []byte, which encoding/json writes in base64.
+func basicShape(t reflect.Type) (k basicKind, list bool) {
+	if t.Kind() == reflect.Array || t.Kind() == reflect.Slice {
+		t, list = t.Elem(), true
+		if t.Kind() == reflect.Uint8 {
+			return notBasic, false
+		}
+	}
+	if k = kindOf(t); k == notBasic || t.Name() != t.Kind().String() {
+		return notBasic, false
+	}
+	return k, list
 }
 
 // decode fills dst (addressable, of type d.t) from params, a valid JSON
@@ -345,17 +352,7 @@ func basicEncOf(t reflect.Type) basicEnc {
 		return e.(basicEnc)
 	}
 	var e basicEnc
-	switch t.Kind() {
-	case reflect.Array, reflect.Slice:
-		et := t.Elem()
-		if k := kindOf(et); k != notBasic && et.Kind() != reflect.Uint8 && et.Name() == et.Kind().String() {
-			e = basicEnc{list: true, k: k}
-		}
-	default:
-		if k := kindOf(t); k != notBasic && t.Name() == t.Kind().String() {
-			e = basicEnc{k: k}
-		}
-	}
+	e.k, e.list = basicShape(t)
 	basicTypes.Store(t, e)
 	return e
 }

@@ -109,8 +109,6 @@ type Redialer struct {
 	opts RedialOptions
 	ctx  context.Context
 	stop context.CancelCauseFunc
-	// dial makes a connection: Dial, or a test's.
-	dial func(ctx context.Context) (*Peer, error)
 
 	mu    sync.Mutex
 	cur   *redialConn   // the connection callers use; nil while there is none
@@ -129,13 +127,6 @@ type redialConn struct {
 // not wait for the first connection: calls do. ctx bounds the Redialer's
 // whole life.
 func Redial(ctx context.Context, url string, opts *RedialOptions) *Redialer {
-	r := newRedialer(ctx, url, opts)
-	r.dial = func(ctx context.Context) (*Peer, error) { return Dial(ctx, url, &r.opts.Dial) }
-	go r.run()
-	return r
-}
-
-func newRedialer(ctx context.Context, url string, opts *RedialOptions) *Redialer {
 	r := &Redialer{url: url, ready: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
 		r.opts = *opts
@@ -147,6 +138,7 @@ func newRedialer(ctx context.Context, url string, opts *RedialOptions) *Redialer
 		r.opts.MaxDelay = max(DefaultRedialMaxDelay, r.opts.MinDelay)
 	}
 	r.ctx, r.stop = context.WithCancelCause(ctx)
+	go r.run()
 	return r
 }
 
@@ -163,7 +155,7 @@ func (r *Redialer) run() {
 		}
 		r.state(Connecting, nil)
 		var p *Peer
-		if p, err = r.dial(r.ctx); err != nil {
+		if p, err = Dial(r.ctx, r.url, &r.opts.Dial); err != nil {
 			if r.ctx.Err() != nil || final(err) {
 				break
 			}

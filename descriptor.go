@@ -14,6 +14,7 @@ import (
 // Notification. Methods.Declare takes them.
 type Descriptor interface {
 	Name() string
+	describe() *MethodInfo
 }
 
 // Caller is what a descriptor calls through: a *Peer (over WebSocket) or an
@@ -45,12 +46,20 @@ type Batcher interface {
 type Method[P, R any] struct {
 	name  string
 	shape paramsShape
+	doc   docs
+}
+
+// docs are what a descriptor says of itself for discovery documents.
+type docs struct {
+	summary string
+	errors  []*Error
 }
 
 // Notification declares a notification whose params are a P. See Method.
 type Notification[P any] struct {
 	name  string
 	shape paramsShape
+	doc   docs
 }
 
 // paramsShape says how a descriptor puts its P on the wire, worked out once
@@ -100,12 +109,33 @@ func NewMethod[P, R any](name string) Method[P, R] {
 // Name returns the method name.
 func (m Method[P, R]) Name() string { return m.name }
 
+// Doc returns a copy of m with a one-line summary, for discovery
+// documents (Methods.Describe, rpc.discover).
+func (m Method[P, R]) Doc(summary string) Method[P, R] {
+	m.doc.summary = summary
+	return m
+}
+
+// Errors returns a copy of m that declares the errors its implementation
+// may return, for discovery documents. Only Code, Message and Data are
+// used; the implementation may return others all the same.
+func (m Method[P, R]) Errors(errs ...*Error) Method[P, R] {
+	m.doc.errors = append(m.doc.errors[:len(m.doc.errors):len(m.doc.errors)], errs...)
+	return m
+}
+
+func (m Method[P, R]) describe() *MethodInfo {
+	mi := info[P, R](m.name)
+	mi.Summary, mi.Errors = m.doc.summary, m.doc.errors
+	return mi
+}
+
 // Register implements the method on t with fn, and optional middleware for
 // this method only. It is Register(t, m.Name(), fn, mw...), and panics
 // under the same conditions (among them: already implemented). It replaces
 // a declaration made with Methods.Declare.
 func (m Method[P, R]) Register(t *Methods, fn func(ctx context.Context, params P) (R, error), mw ...Middleware) {
-	Register(t, m.name, fn, mw...)
+	register(t, m.describe(), fn, mw)
 }
 
 // Call calls the method through c (a *Peer or an *HTTPClient) and returns
@@ -142,13 +172,25 @@ func NewNotification[P any](name string) Notification[P] {
 // Name returns the notification's method name.
 func (n Notification[P]) Name() string { return n.name }
 
+// Doc returns a copy of n with a one-line summary. See Method.Doc.
+func (n Notification[P]) Doc(summary string) Notification[P] {
+	n.doc.summary = summary
+	return n
+}
+
+func (n Notification[P]) describe() *MethodInfo {
+	mi := info[P, any](n.name)
+	mi.Notification, mi.Summary = true, n.doc.summary
+	return mi
+}
+
 // Register implements the notification on t with fn. Should the other side
 // send it as a call instead, it gets a null result, or fn's error. It panics
 // under the same conditions as Methods.Handle.
 func (n Notification[P]) Register(t *Methods, fn func(ctx context.Context, params P) error, mw ...Middleware) {
-	Register(t, n.name, func(ctx context.Context, params P) (any, error) {
+	register(t, n.describe(), func(ctx context.Context, params P) (any, error) {
 		return nil, fn(ctx, params)
-	}, mw...)
+	}, mw)
 }
 
 // Notify sends the notification through c (a *Peer or an *HTTPClient).

@@ -24,6 +24,10 @@ const (
 	CodeResponseTooLarge = -32001
 	// CodeUnauthorized answers a call that a Guard refused.
 	CodeUnauthorized = -32002
+	// CodeRequestCancelled answers a request that the caller cancelled
+	// with the cancel notification (CancelMethod) before its handler
+	// finished. The code is LSP's.
+	CodeRequestCancelled = -32800
 )
 
 // Error is a JSON-RPC error object. A handler that returns an *Error sends it
@@ -81,6 +85,7 @@ var (
 	ErrServerBusy       = &Error{Code: CodeServerBusy, Message: "server busy"}
 	ErrResponseTooLarge = &Error{Code: CodeResponseTooLarge, Message: "response too large"}
 	ErrUnauthorized     = &Error{Code: CodeUnauthorized, Message: "unauthorized"}
+	ErrRequestCancelled = &Error{Code: CodeRequestCancelled, Message: "request cancelled"}
 )
 
 // ErrClosed is returned by calls on a peer that has closed, and by calls that

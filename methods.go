@@ -69,12 +69,14 @@ type Methods struct {
 	table      map[string]*method
 	fallback   *method // serves the names not in table (Fallback)
 	middleware []Middleware
+	calls      map[string]*MethodInfo // methods called on the other side (Calls)
 }
 
 type method struct {
 	name     string
 	declared bool // declared with a descriptor but not implemented yet
 	handler  Handler
+	info     *MethodInfo // types and docs, when registered typed
 	local    []Middleware
 	chain    Handler // middleware applied
 }
@@ -101,6 +103,12 @@ func checkName(name string) {
 // these are programming errors.
 func (m *Methods) Handle(name string, h Handler, mw ...Middleware) {
 	checkName(name)
+	m.register(name, h, nil, mw)
+}
+
+// register is Handle without the name check, with what is known of the
+// method for Describe.
+func (m *Methods) register(name string, h Handler, mi *MethodInfo, mw []Middleware) {
 	if h == nil {
 		panic("wsrpc: nil handler for " + name)
 	}
@@ -112,7 +120,7 @@ func (m *Methods) Handle(name string, h Handler, mw ...Middleware) {
 	if old := m.table[name]; old != nil && !old.declared {
 		panic("wsrpc: method registered twice: " + name)
 	}
-	me := &method{name: name, handler: h, local: mw}
+	me := &method{name: name, handler: h, info: mi, local: mw}
 	me.chain = m.compose(me)
 	m.table[name] = me
 }
@@ -238,12 +246,18 @@ func (m *Methods) Names() []string {
 //
 // Register panics under the same conditions as Methods.Handle.
 func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, params P) (R, error), mw ...Middleware) {
+	register(m, info[P, R](name), fn, mw)
+}
+
+// register is Register with the method's description.
+func register[P, R any](m *Methods, mi *MethodInfo, fn func(ctx context.Context, params P) (R, error), mw []Middleware) {
+	checkName(mi.Name)
 	dec := newParamsDecoder[P]()
 	// The decoder needs a *P, which would escape to the heap on every
 	// call: the P values decoded into are pooled instead, and emptied
 	// before they go back, so that they hold nothing of a call.
 	var values sync.Pool
-	m.Handle(name, func(ctx context.Context, req *Request) (any, error) {
+	m.register(mi.Name, func(ctx context.Context, req *Request) (any, error) {
 		pp, _ := values.Get().(*P)
 		if pp == nil {
 			pp = new(P)
@@ -257,7 +271,7 @@ func Register[P, R any](m *Methods, name string, fn func(ctx context.Context, pa
 			return nil, err
 		}
 		return fn(ctx, p)
-	}, mw...)
+	}, mi, mw)
 }
 
 // paramsDecoder maps JSON params onto a P, following the rules of Register.

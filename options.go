@@ -117,15 +117,27 @@ type PeerOptions struct {
 	Logger *slog.Logger
 	// Limits bound the peer; zero fields are defaults.
 	Limits Limits
+	// CancelMethod names the notification that cancels a request on the
+	// other side (see the Cancellation section of the package
+	// documentation); empty, the default, sends and honours none.
+	// LSPCancel is the name LSP and vscode-jsonrpc use.
+	CancelMethod string
 }
+
+// LSPCancel is the cancel notification of the Language Server Protocol,
+// "$/cancelRequest" with params {"id": id}: what vscode-jsonrpc and
+// x/tools' jsonrpc2 send. Set it as CancelMethod to speak with them.
+const LSPCancel = "$/cancelRequest"
 
 // DialOptions configure Dial: the peer, and the handshake.
 type DialOptions struct {
-	// Methods, Codec, Logger and Limits are as in PeerOptions.
-	Methods *Methods
-	Codec   Codec
-	Logger  *slog.Logger
-	Limits  Limits
+	// Methods, Codec, Logger, Limits and CancelMethod are as in
+	// PeerOptions.
+	Methods      *Methods
+	Codec        Codec
+	Logger       *slog.Logger
+	Limits       Limits
+	CancelMethod string
 
 	// HTTPHeader is sent with the handshake (e.g. Authorization).
 	HTTPHeader http.Header
@@ -137,11 +149,13 @@ type DialOptions struct {
 // AcceptOptions configure Accept: the peer, and the checks an upgrade
 // request passes first.
 type AcceptOptions struct {
-	// Methods, Codec, Logger and Limits are as in PeerOptions.
-	Methods *Methods
-	Codec   Codec
-	Logger  *slog.Logger
-	Limits  Limits
+	// Methods, Codec, Logger, Limits and CancelMethod are as in
+	// PeerOptions.
+	Methods      *Methods
+	Codec        Codec
+	Logger       *slog.Logger
+	Limits       Limits
+	CancelMethod string
 
 	// OriginPatterns lists the origins (host patterns, as in
 	// github.com/coder/websocket's AcceptOptions) that may connect from a
@@ -164,12 +178,13 @@ type AcceptOptions struct {
 // ServerOptions configure a Server: its peers, the checks before each
 // upgrade or POST, and what the server bounds as a whole.
 type ServerOptions struct {
-	// Methods, Codec, Logger and Limits are as in PeerOptions, for every
-	// peer and every POST request.
-	Methods *Methods
-	Codec   Codec
-	Logger  *slog.Logger
-	Limits  Limits
+	// Methods, Codec, Logger, Limits and CancelMethod are as in
+	// PeerOptions, for every peer and every POST request.
+	Methods      *Methods
+	Codec        Codec
+	Logger       *slog.Logger
+	Limits       Limits
+	CancelMethod string
 
 	// OriginPatterns, InsecureAllowAnyOrigin and AllowedHosts are as in
 	// AcceptOptions, for upgrades and POST requests alike.
@@ -226,9 +241,10 @@ type HTTPClientOptions struct {
 // options is every role's options in one flat struct: what config is
 // made of. The roles' structs convert to it below.
 type options struct {
-	Methods *Methods
-	Logger  *slog.Logger
-	Codec   Codec
+	Methods      *Methods
+	Logger       *slog.Logger
+	Codec        Codec
+	CancelMethod string
 
 	Limits
 
@@ -249,22 +265,22 @@ type options struct {
 }
 
 // peerOptions is the part every role with a peer shares.
-func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits) *options {
-	return &options{Methods: m, Codec: c, Logger: log, Limits: l}
+func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits, cancel string) *options {
+	return &options{Methods: m, Codec: c, Logger: log, Limits: l, CancelMethod: cancel}
 }
 
 func (o *PeerOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	return peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+	return peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
 }
 
 func (o *DialOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
 	opts.HTTPHeader, opts.HTTPClient = o.HTTPHeader, o.HTTPClient
 	return opts
 }
@@ -273,7 +289,7 @@ func (o *AcceptOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits)
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
 	opts.OriginPatterns, opts.InsecureAllowAnyOrigin = o.OriginPatterns, o.InsecureAllowAnyOrigin
 	opts.AllowedHosts, opts.Authenticate = o.AllowedHosts, o.Authenticate
 	return opts
@@ -284,7 +300,7 @@ func (o *ServerOptions) options() *options {
 		return nil
 	}
 	opts := (&AcceptOptions{
-		Methods: o.Methods, Codec: o.Codec, Logger: o.Logger, Limits: o.Limits,
+		Methods: o.Methods, Codec: o.Codec, Logger: o.Logger, Limits: o.Limits, CancelMethod: o.CancelMethod,
 		OriginPatterns: o.OriginPatterns, InsecureAllowAnyOrigin: o.InsecureAllowAnyOrigin,
 		AllowedHosts: o.AllowedHosts, Authenticate: o.Authenticate,
 	}).options()

@@ -52,6 +52,8 @@ func fillNonZero(t *testing.T, v reflect.Value) {
 		v.SetInt(3)
 	case reflect.Bool:
 		v.SetBool(true)
+	case reflect.String:
+		v.SetString("x")
 	case reflect.Slice:
 		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
 	case reflect.Map:

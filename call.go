@@ -75,8 +75,10 @@ func (c *call) result(i int) []byte {
 // that encodes to a JSON array or object) and decodes the result into result
 // (a pointer; nil to discard it).
 //
-// ctx bounds only the wait: when it ends, Call returns ctx.Err() at once,
-// a late response is dropped, and the connection stays up. A JSON-RPC error
+// ctx bounds the wait: when it ends, Call returns ctx.Err() at once, a
+// late response is dropped, and the connection stays up; with a
+// CancelMethod in the options the other side is told, so that its handler
+// stops too. A JSON-RPC error
 // from the other side is returned as an *Error; a closed peer as an error
 // wrapping ErrClosed.
 func (p *Peer) Call(ctx context.Context, method string, params, result any) error {
@@ -172,7 +174,7 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	// ErrClosed; the wait below sees that. A caller whose ctx ends while
 	// it waits for its turn to write gives up without writing.
 	if p.writeCtx(ctx.Done(), c.buf) == errWriteAbandoned {
-		p.abandon(c)
+		p.abandon(c, false)
 		return ctx.Err()
 	}
 
@@ -205,7 +207,7 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		p.abandon(c)
+		p.abandon(c, true)
 		return ctx.Err()
 	}
 }
@@ -229,7 +231,7 @@ func (p *Peer) waitAsHandler(ctx context.Context, c *call) error {
 		case <-c.done:
 			return nil
 		case <-ctx.Done():
-			p.abandon(c)
+			p.abandon(c, true)
 			return ctx.Err()
 		case <-help:
 			p.helpOnce()
@@ -238,17 +240,23 @@ func (p *Peer) waitAsHandler(ctx context.Context, c *call) error {
 }
 
 // abandon completes c's unanswered ids on behalf of a caller that stopped
-// waiting, then recycles c once no one else can touch it.
-func (p *Peer) abandon(c *call) {
+// waiting, then recycles c once no one else can touch it. sent: the
+// request went out, so the other side is told (CancelMethod).
+func (p *Peer) abandon(c *call, sent bool) {
 	removed := int32(0)
+	var cancel []uint64
 	p.mu.Lock()
 	for id := c.firstID; id < c.firstID+uint64(len(c.slots)); id++ {
 		if p.pending[id] == c {
 			delete(p.pending, id)
 			removed++
+			if sent && p.cfg.CancelMethod != "" && !p.closing {
+				cancel = append(cancel, id)
+			}
 		}
 	}
 	p.mu.Unlock()
+	p.cancelOutgoing(cancel)
 	if removed == 0 || c.remaining.Add(-removed) != 0 {
 		// The reader or shutdown completes the last id and signals.
 		<-c.done

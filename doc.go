@@ -144,14 +144,31 @@
 //
 // # Cancellation
 //
-// The context of Call and Batch bounds only the wait for the answer. When
-// it ends, the call returns ctx.Err() at once, its pending entry is removed,
+// The context of Call and Batch bounds the wait for the answer. When it
+// ends, the call returns ctx.Err() at once, its pending entry is removed,
 // a late answer is dropped, and the connection stays up. Contexts never
 // reach the socket: github.com/coder/websocket closes a connection whose
 // read or write context is cancelled, so wsrpc bounds its writes with its
 // own timer instead.
 //
-// A handler's context is cancelled when its peer closes.
+// A handler's context is cancelled when its peer closes, and, with a
+// CancelMethod in the options, when the caller gives up. CancelMethod names
+// a notification whose params are {"id": id}; [LSPCancel],
+// "$/cancelRequest", is the Language Server Protocol's, which
+// vscode-jsonrpc and x/tools' jsonrpc2 send. It is off by default (the
+// name must be agreed by both sides), and then costs nothing. With it on:
+//
+//   - A call or batch whose context ends sends the notification for each
+//     of its ids still unanswered, once, through the peer's outbound queue
+//     (so Call returns at once; with the queue full it is dropped). An
+//     answered call sends nothing.
+//   - An incoming cancel is acted on as it is read, never queued behind
+//     other work. A request still queued is answered without running; a
+//     running handler's context is cancelled. Either way the request gets
+//     exactly one answer: [CodeRequestCancelled] (-32800, "request
+//     cancelled"), whatever the handler returns after the cancel. Ids of
+//     no request in progress (finished, unknown, null) are ignored, as are
+//     cancels inside a batch and for the items of a batch.
 //
 // # Errors
 //
@@ -165,7 +182,8 @@
 // cause, such as a websocket.CloseError.
 //
 // Codes wsrpc uses besides the specification's: [CodeServerBusy] (-32000),
-// [CodeResponseTooLarge] (-32001), [CodeUnauthorized] (-32002).
+// [CodeResponseTooLarge] (-32001), [CodeUnauthorized] (-32002), and LSP's
+// [CodeRequestCancelled] (-32800).
 //
 // # Limits
 //
@@ -268,6 +286,7 @@ package wsrpc
 //	serve.go      inbound work: byte budgets (reserve), admission (admit/decide), queues, handler slots, serveOne, help
 //	write.go      the write path: writers take turns, WriteTimeout
 //	call.go       outbound calls: Call, Notify, pending calls and their answers (complete)
+//	cancel.go     cancellation on the wire (CancelMethod): incoming cancels, sending them
 //	batch.go      Batch (building and sending) and serving an incoming batch (serverBatch)
 //	answer.go     what WebSocket and HTTP share: parseMessage, dispatch, appendResponse, appendBatchAnswer
 //	wire.go       the JSON-RPC envelope: its rules, parsing objects and batches, encoding heads
@@ -286,13 +305,15 @@ package wsrpc
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
 //	redial.go     Redialer: a client that dials again (its goroutine: run)
+//	describe.go   what a table tells of itself (Describe, rpc.discover) and Invoke for other wire formats
 //	script.go     ScriptHandler: serves js/wsrpc.js, the browser client
 //	middleware.go, guard.go, descriptor.go, errors.go, options.go: as named
 //
 // A message in: a reader (read.go: readLoop, or a caller in readFor) calls
 // conn.readMessage, which reserves the message's bytes (serve.go: reserve)
 // before its payload is read; route parses it (answer.go: parseMessage).
-// An answer completes its call (call.go: complete). A request, notification
+// An answer completes its call (call.go: complete); a cancel notification
+// is acted on there and then (cancel.go: cancelIncoming). A request, notification
 // or batch goes to admit, which queues it, refuses it, or gives it back to
 // the reader to serve inline (read.go: handle → serve.go: serveOne →
 // answer.go: dispatch, appendResponse → write.go: write).
@@ -310,7 +331,7 @@ package wsrpc
 //	               (it finishes the work, serves the queue, returns), or on evReaderIdle; started by launch or a timer
 //	handler        a former reader or a batch helper holding a slot: returns when the queue is empty (nextQueued)
 //	notifications  a former reader serving notifications: returns when none waits (nextNote)
-//	outbound       drainOutbound: returns when the broadcast queue is empty or the peer closes
+//	outbound       drainOutbound: returns when the outbound queue (broadcasts, cancels) is empty or the peer closes
 //	keepalive      the ping timer's goroutine: returns after one ping
 //	redialer       Redialer.run: returns when the Redialer stops (ctx, Close, or the server's word)
 //	closing        violation on a goroutine of its own (outbound overflow): returns after the close handshake

@@ -2,6 +2,7 @@ package wsrpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -470,4 +471,39 @@ func ExampleRedial() {
 	// Output:
 	// connected
 	// hello <nil>
+}
+
+// With a CancelMethod on both sides, a caller that gives up stops the
+// handler on the other side too: its ctx is cancelled, and the request is
+// answered CodeRequestCancelled.
+func ExamplePeerOptions_cancelMethod() {
+	started, stopped := make(chan struct{}), make(chan error, 1)
+	methods := wsrpc.NewMethods()
+	methods.HandleRaw("report.build", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		close(started)
+		<-ctx.Done() // a long job that watches its ctx
+		stopped <- ctx.Err()
+		return nil, ctx.Err()
+	})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods, CancelMethod: wsrpc.LSPCancel})
+	url, stop := serve(srv)
+	defer stop()
+	defer srv.Shutdown(context.Background())
+
+	peer, err := wsrpc.Dial(context.Background(), url, &wsrpc.DialOptions{CancelMethod: wsrpc.LSPCancel})
+	if err != nil {
+		panic(err)
+	}
+	defer peer.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel() // the user closed the report
+	}()
+	fmt.Println("caller:", peer.Call(ctx, "report.build", nil, nil))
+	fmt.Println("handler:", <-stopped)
+	// Output:
+	// caller: context canceled
+	// handler: context canceled
 }

@@ -323,7 +323,7 @@ func FuzzResponseRouting(f *testing.F) {
 				if r.dead || r.early {
 					continue
 				}
-				p.abandon(r.c)
+				p.abandon(r.c, true)
 				r.dead = true
 				for _, id := range r.ids {
 					if ids[id].want == "" {

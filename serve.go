@@ -89,8 +89,8 @@ type serving struct {
 	// the gate opens (a Server's OnConnect is running).
 	gated bool
 
-	inflightN map[uint64]struct{} // ids of requests in progress
-	inflightS map[string]struct{}
+	inflightN map[uint64]*inbound // requests in progress (or queued), by id
+	inflightS map[string]*inbound
 	draining  bool
 	drained   chan struct{}
 }
@@ -104,6 +104,10 @@ type inbound struct {
 	batch *serverBatch
 	size  int64 // bytes charged to the budgets
 	over  bool  // read over budget
+	// cancelled and cancel are a request's wire cancellation
+	// (Options.CancelMethod; cancel.go), guarded by Peer.mu.
+	cancelled bool
+	cancel    context.CancelFunc
 }
 
 var inboundPool = sync.Pool{New: func() any { return new(inbound) }}
@@ -431,7 +435,7 @@ func (p *Peer) decide(in *inbound) admission {
 	if p.draining {
 		return admitDraining
 	}
-	if in.batch == nil && !p.trackID(in.env.id) {
+	if in.batch == nil && !p.trackID(in) {
 		return admitDupID
 	}
 	switch {
@@ -500,17 +504,18 @@ func (p *Peer) queuedBehind(note bool) bool {
 	return len(p.queue) > 0
 }
 
-// trackID records an incoming request id as in progress; false if it
-// already is. Called with p.mu held.
-func (p *Peer) trackID(id []byte) bool {
+// trackID records an incoming request as in progress under its id; false
+// if one with the same id already is. Called with p.mu held.
+func (p *Peer) trackID(in *inbound) bool {
+	id := in.env.id
 	if n, ok := parseUintID(id); ok {
 		if _, dup := p.inflightN[n]; dup {
 			return false
 		}
 		if p.inflightN == nil {
-			p.inflightN = map[uint64]struct{}{}
+			p.inflightN = map[uint64]*inbound{}
 		}
-		p.inflightN[n] = struct{}{}
+		p.inflightN[n] = in
 		return true
 	}
 	if id[0] == 'n' {
@@ -520,10 +525,19 @@ func (p *Peer) trackID(id []byte) bool {
 		return false
 	}
 	if p.inflightS == nil {
-		p.inflightS = map[string]struct{}{}
+		p.inflightS = map[string]*inbound{}
 	}
-	p.inflightS[string(id)] = struct{}{}
+	p.inflightS[string(id)] = in
 	return true
+}
+
+// tracked returns the request in progress with id, or nil. Called with
+// p.mu held.
+func (p *Peer) tracked(id []byte) *inbound {
+	if n, ok := parseUintID(id); ok {
+		return p.inflightN[n]
+	}
+	return p.inflightS[string(id)]
 }
 
 // untrackID forgets an id recorded by trackID. Called with p.mu held.
@@ -629,7 +643,13 @@ func (p *Peer) serveOne(in *inbound, eager bool) {
 		p.dispatch(p.ctx, &in.env, &in.req)
 		p.releaseIn(in)
 	default:
-		res, err := p.dispatch(p.slotCtx, &in.env, &in.req)
+		var res any
+		var err error
+		if p.cfg.CancelMethod == "" {
+			res, err = p.dispatch(p.slotCtx, &in.env, &in.req)
+		} else {
+			res, err = p.dispatchCancellable(in)
+		}
 		wb := getBuf()
 		wb.grow(responseSize(&in.req, res))
 		wb.b = appendResponse(wb.b, &in.req, res, err, int(p.cfg.MaxMessageSize), p.cfg)

@@ -1,6 +1,7 @@
 // Package interop_test checks wsrpc against third-party JSON-RPC 2.0 peers:
-// the json-rpc-2.0 npm package over ws, in both directions, and the request
-// and response examples of the JSON-RPC 2.0 specification.
+// the json-rpc-2.0 npm package over ws, in both directions, the
+// vscode-jsonrpc npm package for wire cancellation (cancel_test.go), and the
+// request and response examples of the JSON-RPC 2.0 specification.
 //
 // The Node side needs `npm ci` in this directory (CI runs
 // `npm ci --prefix test/interop`). Without node or node_modules the Node tests
@@ -77,7 +78,7 @@ func requireNode(t *testing.T) string {
 	if err != nil {
 		missing = "node not installed"
 	} else {
-		for _, pkg := range []string{"json-rpc-2.0", "ws"} {
+		for _, pkg := range []string{"json-rpc-2.0", "vscode-jsonrpc", "ws"} {
 			if _, err := os.Stat(filepath.Join("node_modules", pkg, "package.json")); err != nil {
 				missing = "node_modules/" + pkg + " missing"
 				break
@@ -101,7 +102,13 @@ func requireNode(t *testing.T) string {
 // returns its ws:// URL. Everything is shut down in t.Cleanup.
 func startGoServer(t *testing.T) string {
 	t.Helper()
-	srv := api.NewServer(nil)
+	return serveGo(t, api.NewServer(nil))
+}
+
+// serveGo serves srv at /rpc on a loopback port and returns its ws:// URL.
+// Everything is shut down in t.Cleanup.
+func serveGo(t *testing.T, srv *wsrpc.Server) string {
+	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("/rpc", srv)
 
@@ -171,7 +178,8 @@ func TestNodeClientAgainstGoServer(t *testing.T) {
 	}
 }
 
-// nodeServer is a running `node server.mjs`.
+// nodeServer is a running `node server.mjs` (or another script that prints
+// "LISTENING <port>" first and exits when its stdin closes).
 type nodeServer struct {
 	port    int
 	stdin   io.WriteCloser
@@ -181,12 +189,12 @@ type nodeServer struct {
 	stop    sync.Once
 }
 
-// startNodeServer starts server.mjs and reads the port from its first line.
-// The process is stopped (stdin closed, then killed if it lingers) and waited
-// for in t.Cleanup.
-func startNodeServer(t *testing.T, node string) *nodeServer {
+// startNodeServer starts script (server.mjs, vscode_server.mjs) and reads
+// the port from its first line. The process is stopped (stdin closed, then
+// killed if it lingers) and waited for in t.Cleanup.
+func startNodeServer(t *testing.T, node, script string) *nodeServer {
 	t.Helper()
-	cmd := exec.Command(node, "server.mjs")
+	cmd := exec.Command(node, script)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -217,22 +225,22 @@ func startNodeServer(t *testing.T, node string) *nodeServer {
 		if !ns.stopAndWait(10 * time.Second) {
 			_ = cmd.Process.Kill()
 			<-ns.exited
-			t.Error("node server.mjs did not exit after its stdin was closed; killed it")
+			t.Errorf("node %s did not exit after its stdin was closed; killed it", script)
 		}
 		if t.Failed() {
-			t.Logf("node server.mjs stderr:\n%s", ns.stderr.String())
+			t.Logf("node %s stderr:\n%s", script, ns.stderr.String())
 		}
 	})
 
 	select {
 	case line, ok := <-first:
-		require.True(t, ok, "node server.mjs printed nothing; stderr:\n%s", ns.stderr.String())
+		require.True(t, ok, "node %s printed nothing; stderr:\n%s", script, ns.stderr.String())
 		m := regexp.MustCompile(`^LISTENING ([0-9]+)$`).FindStringSubmatch(line)
-		require.NotNil(t, m, "first line of node server.mjs: %q", line)
+		require.NotNil(t, m, "first line of node %s: %q", script, line)
 		ns.port, err = strconv.Atoi(m[1])
 		require.NoError(t, err)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("node server.mjs did not print its port in 20s; stderr:\n%s", ns.stderr.String())
+		t.Fatalf("node %s did not print its port in 20s; stderr:\n%s", script, ns.stderr.String())
 	}
 	return ns
 }
@@ -259,7 +267,7 @@ type mulParams struct {
 // socket.
 func TestGoClientAgainstNodeServer(t *testing.T) {
 	node := requireNode(t)
-	ns := startNodeServer(t, node)
+	ns := startNodeServer(t, node, "server.mjs")
 
 	notes := make(chan json.RawMessage, 8)
 	methods := wsrpc.NewMethods()

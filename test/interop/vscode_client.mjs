@@ -5,15 +5,18 @@
 // Usage: node vscode_client.mjs ws://127.0.0.1:PORT/rpc cancel|release
 //
 // The server must serve "slow" {tag}, which notifies "started" {tag} and
-// then waits, and "release" {tag}, which ends a waiting slow call. The
+// then waits; "release" {tag}, which ends a waiting slow call; and "ended",
+// which waits until slow's handler has returned and says how it ended. The
 // client sends slow {tag: "vscode"} with a CancellationToken, and once
 // "started" arrives cancels the token (vscode-jsonrpc sends
-// "$/cancelRequest"). With "release" it then also calls release {tag}.
+// "$/cancelRequest"). With "release" it then also calls release {tag}. Once
+// slow is answered it calls ended, still on the same connection.
 //
 // Prints JSON lines on stdout: {"dir": "-->"|"<--", "msg": frame} for every
 // frame sent or received, in order, then one {"outcome": {...}} with what
-// slow and release returned ({"result": ...} or {"error": {code, message}})
-// and what vscode-jsonrpc logged. Exits 0 whenever it got that far.
+// slow, release and ended returned ({"result": ...} or {"error": {code,
+// message}}) and what vscode-jsonrpc logged. Exits 0 whenever it got that
+// far.
 
 import WebSocket from "ws";
 import { CancellationTokenSource, connect } from "./vscode_ws.mjs";
@@ -65,6 +68,7 @@ if (mode === "release") {
   outcome.release = await settle(conn.sendRequest("release", { tag: "vscode" }));
 }
 outcome.slow = await slow;
+outcome.ended = await settle(conn.sendRequest("ended"));
 outcome.logged = logged;
 out({ outcome });
 

@@ -16,10 +16,10 @@
 //   release {tag}  -> ends a waiting slow {tag}; returns {found, cancelled}:
 //                     whether one was waiting, and whether its token had
 //                     been cancelled by then
-//   report         -> {cancelled: [tag...], received: [frame...],
-//                     sent: [frame...]}: the tags of the slow calls that saw
-//                     their token cancelled, and every frame of this
-//                     connection so far, parsed, in order
+//   report         -> {cancelled: [tag...], wire: [{dir, msg}...]}: the tags
+//                     of the slow calls that saw their token cancelled, and
+//                     every frame of this connection so far, in order, dir
+//                     "<--" for received and "-->" for sent, msg parsed
 //   ping           -> "pong"
 
 import { WebSocketServer } from "ws";
@@ -61,14 +61,13 @@ const logger = {
 };
 
 wss.on("connection", (ws) => {
-  const received = [];
-  const sent = [];
+  const wire = [];
   const cancelled = [];
   const waiting = new Map(); // tag -> {token, release}
 
   const conn = connect(
     ws,
-    (dir, text) => (dir === "<--" ? received : sent).push(JSON.parse(text)),
+    (dir, text) => wire.push({ dir, msg: JSON.parse(text) }),
     logger,
   );
 
@@ -102,8 +101,7 @@ wss.on("connection", (ws) => {
 
   conn.onRequest("report", () => ({
     cancelled: cancelled.slice(),
-    received: received.slice(),
-    sent: sent.slice(),
+    wire: wire.slice(),
   }));
 
   conn.onRequest("ping", () => "pong");

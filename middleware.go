@@ -51,7 +51,13 @@ func recovered(ctx context.Context, h Handler, req *Request, log *slog.Logger) (
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			log.Error("wsrpc: handler failed", "method", req.Method, "err", err)
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				// It stopped because it was asked to (its peer closed, its
+				// caller cancelled): not a failure worth an error record.
+				log.Debug("wsrpc: handler stopped", "method", req.Method, "err", err)
+			} else {
+				log.Error("wsrpc: handler failed", "method", req.Method, "err", err)
+			}
 			return nil, ErrInternal
 		}
 		if e == nil {

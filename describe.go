@@ -31,6 +31,9 @@ type MethodInfo struct {
 	ParamStructure string
 	// Notification: declared as a Notification; no result is expected.
 	Notification bool
+	// Stream: declared as a Stream; the call answers a subscription id,
+	// and Result is the type of the stream's values.
+	Stream bool
 	// Summary and Errors are what the descriptor declared (Method.Doc,
 	// Method.Errors).
 	Summary string

@@ -103,6 +103,51 @@
 // A Codec in the options replaces encoding/json for params and results (on both
 // transports and in descriptors); the envelope is always wsrpc's own.
 //
+// # Streams
+//
+// [NewStream] declares a stream: subscribed to with params P, it sends
+// values of type T, from either side of a connection to the other.
+// [Stream.Register] serves it with a function that produces the values
+// (on a goroutine of its own, for as long as it runs) and
+// [Stream.RegisterPush] with a function that keeps the [Sink] to feed it
+// from elsewhere (no goroutine held). [Stream.Subscribe] returns a
+// [Subscription]: range over Subscription.All, or call Next with a
+// context; Close unsubscribes. Either end may end a stream, and every
+// stream ends when its peer closes. Stream messages are acted on as they
+// are read, never queued behind handlers.
+//
+// Both ends are bounded. The subscriber holds at most
+// [SubscribeOptions].Buffer values and MaxBytes bytes (64 and 1 MiB by
+// default); its Overflow policy says what happens when they come faster
+// than they are taken: [OverflowBlock] (the default) grants the serving
+// side credit for that much and gives it back as values are taken, so
+// Sink.Send waits, bounded by its context: backpressure across the
+// socket, nothing lost. [OverflowDropOldest] drops the oldest value and
+// counts it (Subscription.Dropped); [OverflowEnd] ends the subscription
+// with [ErrStreamOverflow]. A peer serves at most [Limits].MaxStreams
+// streams at once (default 1024); beyond, a subscribe call is answered
+// CodeServerBusy.
+//
+// The wire, for other languages (ids are strings chosen by the serving
+// side; "$/stream." names are wsrpc's):
+//
+//	--> {"jsonrpc":"2.0","id":1,"method":"feed","params":{"count":3}}    subscribe: a call of the stream's name
+//	<-- {"jsonrpc":"2.0","id":1,"result":"s1"}                           the subscription id
+//	--> {"jsonrpc":"2.0","method":"$/stream.credit","params":{"id":"s1","n":64,"bytes":1048576}}
+//	<-- {"jsonrpc":"2.0","method":"$/stream.next","params":{"id":"s1","value":{"n":0}}}
+//	<-- {"jsonrpc":"2.0","method":"$/stream.end","params":{"id":"s1"}}  or with "error":{code, message, data}
+//	--> {"jsonrpc":"2.0","method":"$/stream.cancel","params":{"id":"s1"}} unsubscribe
+//
+// The serving side sends nothing, not even the end, before the first
+// credit, which the subscriber sends once it has the id: so the answer to
+// the subscribe call always comes first. Credit adds n values and bytes
+// bytes; the serving side may send while it has a value and any bytes
+// left (so it may overshoot the bytes by one message); n = -1 lifts the
+// limit (what OverflowDropOldest and OverflowEnd send). A subscriber that
+// gets more than it granted ends the subscription with ErrStreamOverflow
+// and unsubscribes. Messages for unknown ids are ignored, as are stream
+// messages inside a batch.
+//
 // # Concurrency and ordering
 //
 // One goroutine reads the connection at any time. It routes every response
@@ -233,6 +278,8 @@
 //     connection lasts; those still waiting when it ends end with it.
 //   - MaxPending 256 of this peer's own calls (a batch counts once) awaiting
 //     answers; Call waits for a free slot, bounded by its context.
+//   - MaxStreams 1024 streams served at once per peer; a subscribe call
+//     beyond it is answered [CodeServerBusy].
 //   - WriteTimeout 10s: a message that cannot be written in time (the other
 //     side stopped reading) closes the connection. This limit and
 //     MessageTimeout are checked every eighth of themselves, so they act
@@ -287,6 +334,7 @@ package wsrpc
 //	write.go      the write path: writers take turns, WriteTimeout
 //	call.go       outbound calls: Call, Notify, pending calls and their answers (complete)
 //	cancel.go     cancellation on the wire (CancelMethod): incoming cancels, sending them
+//	stream.go     typed streams: Stream, Sink, Subscription, their credit, and their messages on the reader
 //	batch.go      Batch (building and sending) and serving an incoming batch (serverBatch)
 //	answer.go     what WebSocket and HTTP share: parseMessage, dispatch, appendResponse, appendBatchAnswer
 //	wire.go       the JSON-RPC envelope: its rules, parsing objects and batches, encoding heads
@@ -313,7 +361,8 @@ package wsrpc
 // conn.readMessage, which reserves the message's bytes (serve.go: reserve)
 // before its payload is read; route parses it (answer.go: parseMessage).
 // An answer completes its call (call.go: complete); a cancel notification
-// is acted on there and then (cancel.go: cancelIncoming). A request, notification
+// (cancel.go: cancelIncoming) and stream messages (stream.go:
+// streamMessage) are acted on there and then. A request, notification
 // or batch goes to admit, which queues it, refuses it, or gives it back to
 // the reader to serve inline (read.go: handle → serve.go: serveOne →
 // answer.go: dispatch, appendResponse → write.go: write).
@@ -333,6 +382,7 @@ package wsrpc
 //	notifications  a former reader serving notifications: returns when none waits (nextNote)
 //	outbound       drainOutbound: returns when the outbound queue (broadcasts, cancels) is empty or the peer closes
 //	keepalive      the ping timer's goroutine: returns after one ping
+//	producer       a Stream.Register function: its goroutine returns when the function does
 //	redialer       Redialer.run: returns when the Redialer stops (ctx, Close, or the server's word)
 //	closing        violation on a goroutine of its own (outbound overflow): returns after the close handshake
 //	timers         lapse and handoffCheck become the reader (adopt) or return at once
@@ -349,7 +399,8 @@ package wsrpc
 // MaxPeerBytes and MaxServerBytes in reserve and decide (serve.go) and
 // offer (broadcast.go); MaxHandlers and MaxQueued in decide and
 // startHelper; MaxNotifications in decide and nextNote; MaxPending in
-// acquire (call.go); MaxBatch in parseBatch (wire.go); MaxBatchResponse in
+// acquire (call.go); MaxStreams in newSink, SubscribeOptions' bounds in
+// push and take (stream.go); MaxBatch in parseBatch (wire.go); MaxBatchResponse in
 // appendBatchAnswer (answer.go); WriteTimeout in writeCtx (write.go) and
 // admit; MessageTimeout in conn.go's watchdog (frame hooks) and readBody
 // (http.go); MaxConnections in ServeHTTP and enterPOST (server.go,

@@ -22,6 +22,7 @@ const (
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultMaxConnections   = 10000
 	DefaultMaxOutbound      = 1024
+	DefaultMaxStreams       = 1024
 	DefaultMaxServerBytes   = 256 << 20
 	// DefaultMaxPeerBytes, times MaxMessageSize, is the default of
 	// MaxPeerBytes.
@@ -87,6 +88,10 @@ type Limits struct {
 	// the outbound queue's bytes as well (Server.Broadcast). Default 4 ×
 	// MaxMessageSize; never less than MaxMessageSize.
 	MaxPeerBytes int64
+	// MaxStreams bounds the streams this peer serves at once (Stream);
+	// a subscribe call beyond it is answered CodeServerBusy. Default
+	// 1024.
+	MaxStreams int
 
 	// WriteTimeout bounds one message write; a peer that does not read
 	// is closed when it passes (checked every eighth of it, so within an
@@ -357,6 +362,7 @@ func (o *options) config() *config {
 	def(&c.MaxQueued, DefaultMaxQueued)
 	def(&c.MaxNotifications, DefaultMaxNotifications)
 	def(&c.MaxPending, DefaultMaxPending)
+	def(&c.MaxStreams, DefaultMaxStreams)
 	if c.MaxPeerBytes < c.MaxMessageSize {
 		if c.MaxPeerBytes <= 0 {
 			c.MaxPeerBytes = DefaultMaxPeerBytes * c.MaxMessageSize

@@ -81,6 +81,7 @@ type Peer struct {
 	pending map[uint64]*call // call.go
 	serving                  // serve.go
 	out     outbound         // broadcast.go
+	streams streams          // stream.go
 
 	goroutines int
 	closing    bool
@@ -335,6 +336,7 @@ func (p *Peer) shutdown(cause error) bool {
 	p.pending = nil
 	queued := p.dropQueued()
 	p.out.drop()
+	p.endStreams(p.err)
 	fin := p.goroutines == 0
 	p.checkSettled()
 	p.mu.Unlock()

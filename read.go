@@ -306,6 +306,8 @@ func (p *Peer) route(buf *msgBuf) (work *inbound, kept, idle bool) {
 			p.replyError(readableID(&in.env), invalidError(&in.env))
 		case !in.env.isRequest():
 			kept, idle = p.complete(&in.env, buf)
+		case isStream(&in.env):
+			p.streamMessage(&in.env)
 		case p.isCancel(&in.env):
 			p.cancelIncoming(in.env.params)
 		default:

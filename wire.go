@@ -380,7 +380,15 @@ func appendErrorResponse(b, id []byte, e *Error) []byte {
 	}
 	b = append(b, jsonrpcPrefix+`,"id":`...)
 	b = append(b, id...)
-	b = append(b, `,"error":{"code":`...)
+	b = append(b, `,"error":`...)
+	b = appendErrorObject(b, e)
+	return append(b, '}')
+}
+
+// appendErrorObject appends e as a JSON-RPC error object; Data that is not
+// valid JSON is left out.
+func appendErrorObject(b []byte, e *Error) []byte {
+	b = append(b, `{"code":`...)
 	b = strconv.AppendInt(b, e.Code, 10)
 	b = append(b, `,"message":`...)
 	b = appendString(b, e.Message)
@@ -388,7 +396,7 @@ func appendErrorResponse(b, id []byte, e *Error) []byte {
 		b = append(b, `,"data":`...)
 		b = append(b, e.Data...)
 	}
-	return append(b, "}}"...)
+	return append(b, '}')
 }
 
 // appendValue appends v as JSON. Common types are written directly; the rest

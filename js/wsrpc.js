@@ -739,6 +739,35 @@ export async function post(url, method, params, options) {
 }
 
 /**
+ * Calls fn on a weeRPC endpoint over HTTP POST: the Go weerpc package's
+ * Handler, or a Flask-RPC or Quart-RPC route. The call is
+ * {"weerpc": 1.1, "function": fn, "data": data}.
+ *
+ *	const six = await weerpc("/weerpc", "sum", [1, 2, 3]);
+ *
+ * @param {string} url
+ * @param {string} fn the function's name
+ * @param {*} [data] an array (positional arguments), an object (named
+ *   ones), any other value (the single argument), or undefined for none
+ * @param {PostOptions} [options]
+ * @returns {Promise<*>} the answer's data; rejects with an Error whose
+ *   message is the answer's (name "WeeRPCError", the answer's data as
+ *   err.data) when ok is false, or an HTTPError for a refused request
+ *   (403, 405, 413, ...), with the answer's message when it has one
+ */
+export async function weerpc(url, fn, data, options) {
+  const answer = await postJSON(url, { weerpc: 1.1, function: fn, data: data ?? null }, options);
+  if (answer === null || typeof answer !== "object" || typeof answer.ok !== "boolean") {
+    throw new Error("weerpc: invalid answer");
+  }
+  if (answer.ok) return answer.data;
+  const err = new Error(typeof answer.message === "string" && answer.message ? answer.message : "weerpc: call failed");
+  err.name = "WeeRPCError";
+  err.data = answer.data ?? null;
+  throw err;
+}
+
+/**
  * Sends a batch over HTTP POST, built as with Client.batch.
  *
  *	await postBatch("/rpc", b => { p = b.call("sum", [1, 2]); b.notify("log", ["hi"]); });
@@ -793,6 +822,9 @@ async function postJSON(url, body, { headers, signal, credentials = "same-origin
     let msg = "";
     try {
       msg = (await res.text()).trim();
+      // A weeRPC refusal is JSON with a message.
+      const m = msg.startsWith("{") ? JSON.parse(msg)?.message : undefined;
+      if (typeof m === "string" && m) msg = m;
     } catch {}
     throw new HTTPError(res.status, msg || `HTTP ${res.status}`);
   }

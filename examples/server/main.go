@@ -1,10 +1,14 @@
 // Command server serves the example contract (package examples/api) at
-// /rpc: WebSocket JSON-RPC, and HTTP POST on the same route.
+// /rpc: WebSocket JSON-RPC, and HTTP POST on the same route; and at
+// /weerpc to Flask-RPC and Quart-RPC clients (package weerpc).
 //
 //	go run ./examples/server -addr 127.0.0.1:8095
 //	curl -H 'Content-Type: application/json' \
 //	     -d '{"jsonrpc":"2.0","id":1,"method":"subtract","params":[42,23]}' \
 //	     http://127.0.0.1:8095/rpc
+//	curl -H 'Content-Type: application/json' \
+//	     -d '{"weerpc":1.1,"function":"sum","data":[1,2,3]}' \
+//	     http://127.0.0.1:8095/weerpc
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/examples/api"
+	"github.com/wsrpc/wsrpc/weerpc"
 )
 
 func main() {
@@ -45,6 +50,8 @@ func main() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/rpc", srv)
+	// The same table over weeRPC, with its middleware and guards.
+	mux.Handle("/weerpc", weerpc.NewHandler(&weerpc.Options{Methods: methods, Logger: logger}))
 	hs := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

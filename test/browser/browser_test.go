@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/weerpc"
 )
 
 func TestMain(m *testing.M) {
@@ -83,7 +84,9 @@ func chromium(t *testing.T) string {
 }
 
 // fixture is the server side: one httptest server with the page, the
-// script, an open endpoint (/rpc) and one that authenticates (/secure).
+// script, an open endpoint (/rpc), one that authenticates (/secure), and
+// the open endpoint's table over weeRPC (/weerpc, and /weerpc-elsewhere,
+// which refuses this server's host).
 type fixture struct {
 	url      string
 	notes    chan string   // "note" notifications received
@@ -188,6 +191,8 @@ func newFixture(t *testing.T) *fixture {
 	mux.Handle("/wsrpc.js", wsrpc.ScriptHandler())
 	mux.Handle("/rpc", open)
 	mux.Handle("/secure", secure)
+	mux.Handle("/weerpc", weerpc.NewHandler(&weerpc.Options{Methods: m}))
+	mux.Handle("/weerpc-elsewhere", weerpc.NewHandler(&weerpc.Options{Methods: m, AllowedHosts: []string{"elsewhere.example"}}))
 	// /gone accepts and closes at once with 4000, an application's "do not
 	// come back" (a wsrpc Peer closes with 1000 only).
 	mux.HandleFunc("/gone", func(w http.ResponseWriter, r *http.Request) {
@@ -634,6 +639,37 @@ return {
 			case <-time.After(5 * time.Second):
 				t.Errorf("note %q never arrived", want)
 			}
+		}
+	})
+
+	t.Run("Weerpc", func(t *testing.T) {
+		var res struct {
+			Positional, Named float64
+			Empty             []any
+			Fail, NotFound    errInfo
+			Refused           errInfo
+		}
+		run(t, tab, `
+return {
+  Positional: await wsrpc.weerpc("/weerpc", "subtract", [10, 4]),
+  Named: await wsrpc.weerpc("/weerpc", "subtract", {minuend: 8, subtrahend: 1}),
+  Empty: await wsrpc.weerpc("/weerpc", "echo", []),
+  Fail: await wsrpc.weerpc("/weerpc", "fail").catch(errInfo),
+  NotFound: await wsrpc.weerpc("/weerpc", "nope", 1).catch(errInfo),
+  Refused: await wsrpc.weerpc("/weerpc-elsewhere", "echo", 1).catch(errInfo),
+};`, &res)
+		if res.Positional != 6 || res.Named != 7 || res.Empty == nil || len(res.Empty) != 0 {
+			t.Errorf("weerpc: %+v", res)
+		}
+		if res.Fail.Name != "WeeRPCError" || res.Fail.Message != "custom failure" ||
+			!reflect.DeepEqual(res.Fail.Data, map[string]any{"why": "because", "n": 7.0}) {
+			t.Errorf("fail: %+v", res.Fail)
+		}
+		if res.NotFound.Name != "WeeRPCError" || res.NotFound.Message != `method not found: "nope"` {
+			t.Errorf("not found: %+v", res.NotFound)
+		}
+		if res.Refused.Name != "HTTPError" || res.Refused.Status != http.StatusForbidden || res.Refused.Message != "host not allowed" {
+			t.Errorf("refused: %+v", res.Refused)
 		}
 	})
 

@@ -211,7 +211,6 @@ func TestDocumentEveryKind(t *testing.T) {
 func TestDocumentExampleContract(t *testing.T) {
 	t.Parallel()
 	m := api.Methods()
-	m.Calls(api.News)
 	d, err := Document(m, Info{Title: "example", Version: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +331,6 @@ func TestServeTwicePanics(t *testing.T) {
 func TestDiscoverWebSocket(t *testing.T) {
 	t.Parallel()
 	m := api.Methods()
-	m.Calls(api.News)
 	Serve(m, Info{Title: "example", Version: "1.0.0", Servers: []Server{{URL: "ws://127.0.0.1/rpc"}}},
 		wsrpc.Guarded(wsrpc.RequireIdentity("role")))
 	srv := api.NewServer(&wsrpc.ServerOptions{Methods: m})

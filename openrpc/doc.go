@@ -46,13 +46,14 @@
 // closed to other properties (additionalProperties false), nil slices and
 // pointers as null, a "jsonschema" field tag as the property's
 // description. The fields of nested structs are required by the same rule
-// as the arguments of the params. A few types get schemas of their own:
+// as the arguments of the params, though Register checks the arguments
+// only (encoding/json leaves a missing nested field zero). A few types get schemas of their own:
 // time.Time a date-time string, a []byte a base64 string, an
 // encoding.TextMarshaler a string, and any other json.Marshaler or
 // json.Unmarshaler (json.RawMessage among them) any value, since its
 // methods decide. A type with no JSON Schema (a recursive type, a
-// channel, a func, a map whose keys are not strings) is described as any
-// value; Document reports it.
+// channel, a func, a map whose keys are neither strings nor
+// TextMarshalers) is described as any value; Document reports it.
 //
 // # Extensions
 //
@@ -64,7 +65,8 @@
 //     one it calls on the other side (declared with Methods.Calls), which
 //     the other side must serve: a server's callbacks and notifications
 //     to its clients. Tools that do not know the field take every method
-//     for a server's; a name may appear once in each direction.
+//     for a server's. A name both served and called is listed twice, once
+//     in each direction, though OpenRPC asks for unique names.
 //   - "x-wsrpc-variadic": true ([VariadicField]) on the last params
 //     descriptor of a slice or map: it stands for any number of params of
 //     its schema, the rest of the array or any names.
@@ -79,3 +81,10 @@
 // builds it again only when it has changed (a method registered while
 // serving).
 package openrpc
+
+// A map of the package:
+//
+//	openrpc.go  the document's types, Document (MethodInfo to methods and
+//	            content descriptors), Serve and its cache
+//	schema.go   Go types to JSON Schemas: jsonschema.ForType with schemas
+//	            of our own for some types, then the core's required rule

@@ -95,12 +95,14 @@ type ContentDescriptor struct {
 // Document builds the OpenRPC document of m (see the package
 // documentation for what it holds) with info. It never fails to build
 // one: a type that has no JSON Schema (a recursive type, a channel, a map
-// whose keys are not strings) is described as any value, and the error
-// names each such type; the document is complete all the same.
+// whose keys are neither strings nor TextMarshalers) is described as any
+// value, and the error names each such type; the document is complete
+// all the same.
 func Document(m *wsrpc.Methods, info Info) (*Doc, error) {
 	return build(m.Describe(), info)
 }
 
+// build is Document from the table's description mis.
 func build(mis []wsrpc.MethodInfo, info Info) (*Doc, error) {
 	d := &Doc{OpenRPC: Version, Info: info, Servers: info.Servers, Methods: make([]Method, 0, len(mis))}
 	d.Info.Servers = nil

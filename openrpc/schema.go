@@ -24,8 +24,8 @@ func anySchema() *jsonschema.Schema { return &jsonschema.Schema{} }
 // schemaOf returns the JSON Schema of the values of t as encoding/json
 // writes and reads them. A nil t (a type the table does not know) gets
 // anySchema. A type jsonschema-go cannot describe (a recursive type, a
-// channel, a func, a map whose keys are not strings) gets anySchema and
-// the error.
+// channel, a func, a map whose keys are neither strings nor
+// TextMarshalers) gets anySchema and the error.
 func schemaOf(t reflect.Type) (*jsonschema.Schema, error) {
 	if t == nil {
 		return anySchema(), nil

@@ -97,6 +97,12 @@ func runCall(args []string, stdin io.Reader, stdout, stderr io.Writer, notify bo
 		}
 		return exitOK
 	}
+	return callAndPrint(ctx, c, method, params, raw, stdout, stderr)
+}
+
+// callAndPrint calls method with params through c and prints the result,
+// indented unless raw; it returns the exit status.
+func callAndPrint(ctx context.Context, c *client, method string, params json.RawMessage, raw bool, stdout, stderr io.Writer) int {
 	var result json.RawMessage
 	if err := c.caller.Call(ctx, method, paramsArg(params), &result); err != nil {
 		return failure(stderr, err)
@@ -116,6 +122,27 @@ func runCall(args []string, stdin io.Reader, stdout, stderr io.Writer, notify bo
 		return exitConnect
 	}
 	return exitOK
+}
+
+// runDiscover runs "wsrpc discover": rpc.discover, the OpenRPC service
+// discovery method, printed as call prints a result. It returns the exit
+// status.
+func runDiscover(args []string, stdout, stderr io.Writer) int {
+	fs, common := newFlagSet("discover", "[flags] URL", stdout, stderr)
+	var raw bool
+	fs.BoolVar(&raw, "i", false, "print the document as the server sent it, not indented")
+	pos, _, status, ok := parseArgs(fs, args, 1, 1, stdout, stderr)
+	if !ok {
+		return status
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), common.timeout)
+	defer cancel()
+	c, err := connect(ctx, pos[0], common.headers())
+	if err != nil {
+		return failure(stderr, err)
+	}
+	defer c.close()
+	return callAndPrint(ctx, c, "rpc.discover", nil, raw, stdout, stderr)
 }
 
 // batchItem is one line of batch input.

@@ -37,6 +37,7 @@ Usage:
   wsrpc notify [flags] URL METHOD [PARAMS | @FILE | -]
   wsrpc batch  [flags] URL            < calls, one per line
   wsrpc listen [flags] URL
+  wsrpc discover [flags] URL
   wsrpc SUBCOMMAND -h                 flags of one subcommand
 
 URL is ws:// or wss:// (WebSocket), or http:// or https:// (one HTTP POST per
@@ -77,6 +78,10 @@ listen   Keeps the connection open and prints every call and notification
          -call 'METHOD [PARAMS]' makes a call once connected (to subscribe,
          say) and prints its answer as batch does. listen ends on SIGINT or
          SIGTERM, or when the server closes the connection (exit 0 both).
+discover Calls rpc.discover and prints the server's OpenRPC document, the
+         description of its methods, as indented JSON on stdout (-i: as
+         the server sent it). A wsrpc server serves one with the openrpc
+         module (openrpc.Serve).
 
 Common flags:
   -H 'Name: value'   HTTP header for the handshake or POST (repeatable)
@@ -100,6 +105,7 @@ Examples:
   wsrpc listen -reply client.greet='"hello"' \
       -call 'reverse.call {"method": "client.greet", "params": ["you"]}' ws://127.0.0.1:8095/rpc
   wsrpc listen -method client.greet -exec 'jq "{got: .}"' ws://127.0.0.1:8095/rpc
+  wsrpc discover ws://127.0.0.1:8095/rpc
 `
 
 func main() {
@@ -125,6 +131,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runBatch(rest, stdin, stdout, stderr)
 	case "listen":
 		return runListen(rest, stdout, stderr)
+	case "discover":
+		return runDiscover(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "wsrpc: unknown subcommand %q (wsrpc -h for help)\n", cmd)
 		return exitUsage

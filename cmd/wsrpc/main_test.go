@@ -416,6 +416,33 @@ func TestCLI(t *testing.T) {
 		t.Parallel()
 		testNotify(t, bin)
 	})
+	t.Run("discover", func(t *testing.T) {
+		t.Parallel()
+		testDiscover(t, bin, ws)
+	})
+}
+
+// testDiscover runs "wsrpc discover" against a server whose rpc.discover
+// answers a fixed document (the openrpc module builds real ones; the
+// core module cannot import it), and against one without rpc.discover
+// (noDiscover).
+func testDiscover(t *testing.T, bin, noDiscover string) {
+	const doc = `{"openrpc":"1.3.2","info":{"title":"t","version":"1"},"methods":[{"name":"m","params":[]}]}`
+	m := wsrpc.NewMethods()
+	m.Discover(func(context.Context, *wsrpc.Request) (any, error) { return json.RawMessage(doc), nil })
+	ws, post := serve(t, wsrpc.NewServer(&wsrpc.ServerOptions{Methods: m}))
+	indented := "{\n  \"openrpc\": \"1.3.2\",\n  \"info\": {\n    \"title\": \"t\",\n    \"version\": \"1\"\n  },\n" +
+		"  \"methods\": [\n    {\n      \"name\": \"m\",\n      \"params\": []\n    }\n  ]\n}\n"
+	expect(t, exe(t, bin, "", "discover", ws), 0, indented)
+	expect(t, exe(t, bin, "", "discover", post), 0, indented)
+	expect(t, exe(t, bin, "", "discover", "-i", ws), 0, doc+"\n")
+	expectStderr(t, exe(t, bin, "", "discover", noDiscover), 1, "-32601", "rpc.discover")
+	expectStderr(t, exe(t, bin, "", "discover"), 2)
+	expectStderr(t, exe(t, bin, "", "discover", ws, "extra"), 2)
+	expectStderr(t, exe(t, bin, "", "discover", "ftp://example.com/rpc"), 2)
+	if r := exe(t, bin, "", "-h"); !strings.Contains(r.stdout, "wsrpc discover ") {
+		t.Fatalf("help does not list discover: %q", r.stdout)
+	}
 }
 
 // testListenReply has a server call and notify "wsrpc listen -reply".

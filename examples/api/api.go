@@ -117,10 +117,12 @@ var (
 
 // Methods returns a new table with the example contract, all but the
 // methods that need the Server itself (NewsPublish, AdminStats): those are
-// declared, and NewServer registers them.
+// declared, and NewServer registers them. News is recorded as a
+// notification the server sends (Methods.Calls).
 func Methods() *wsrpc.Methods {
 	m := wsrpc.NewMethods()
 	m.Declare(Served...)
+	m.Calls(News) // for discovery documents: the server calls it, clients serve it
 	Subtract.Register(m, func(_ context.Context, a SubtractArgs) (float64, error) {
 		return a.Minuend - a.Subtrahend, nil
 	})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/examples/api"
+	"github.com/wsrpc/wsrpc/openrpc"
 	"github.com/wsrpc/wsrpc/weerpc"
 )
 
@@ -38,6 +39,7 @@ func main() {
 	// the caller got.
 	methods := api.Methods()
 	methods.Use(wsrpc.Logging(logger), wsrpc.Recover(logger))
+	openrpc.Serve(methods, openrpc.Info{Title: "wsrpc example", Version: "1.0.0", Servers: []openrpc.Server{{URL: "ws://" + *addr + "/rpc"}}})
 	srv := api.NewServer(&wsrpc.ServerOptions{
 		Methods: methods,
 		Logger:  logger,

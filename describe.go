@@ -2,7 +2,6 @@ package wsrpc
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -166,36 +165,39 @@ func (m *Methods) Discover(h Handler, mw ...Middleware) {
 	m.register(discoverName, h, nil, mw)
 }
 
-// Invoke runs the method name of the table with params (raw JSON; nil for
-// none), as a call arriving over HTTP POST runs: under the table's
-// middleware and guards, with the Fallback for an unknown name, and under
-// the recovery every handler runs under, so that the error is an *Error
-// (CodeInternalError for anything a handler returns that is not one). It
-// lets other wire formats serve the same table (see the weerpc package).
-// Give ctx the caller's HTTP request and identity with WithHTTPRequest for
-// the guards to see.
-func (m *Methods) Invoke(ctx context.Context, name string, params json.RawMessage) (any, error) {
-	me := m.lookup([]byte(name))
-	req := &Request{Method: name, Params: params}
+// Invoke runs the method req.Method of the table with req.Params (raw
+// JSON; nil for none), as a call arriving over HTTP POST runs: under the
+// table's middleware and guards, with the Fallback for an unknown name,
+// and under the recovery every handler runs under, so that the error is an
+// *Error (CodeInternalError for anything a handler returns that is not
+// one, whose detail goes to log; nil logs nothing). req.ID is what
+// middleware sees (nil makes the call a notification to them); the rest of
+// req is ignored. It lets other wire formats serve the same table (see the
+// weerpc package). Give ctx the caller's HTTP request and identity with
+// WithHTTPRequest for the guards to see.
+func (m *Methods) Invoke(ctx context.Context, req *Request, log *slog.Logger) (any, error) {
+	if log == nil {
+		log = discard
+	}
+	r := &Request{Method: req.Method, Params: req.Params, ID: req.ID}
+	me := m.lookup([]byte(r.Method))
 	if me == nil {
 		if me = m.fallbackMethod(); me == nil {
-			return nil, methodNotFound(name)
+			return nil, methodNotFound(r.Method)
 		}
-	} else {
-		req.Method = me.name
 	}
-	if len(params) > 0 && !validJSON(params) {
+	if len(r.Params) > 0 && !validJSON(r.Params) {
 		return nil, errParse
 	}
-	req.scanned = params
-	res, err := recovered(ctx, me.chain, req, discard)
+	r.scanned = r.Params
+	res, err := recovered(ctx, me.chain, r, log)
 	if err != nil {
 		return nil, toWireError(err)
 	}
 	return res, nil
 }
 
-// discard is the logger of Invoke: its caller sees every error.
+// discard is the logger of Invoke when it is given none.
 var discard = slog.New(slog.DiscardHandler)
 
 // WithHTTPRequest returns a copy of ctx that carries r and identity to the

@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -61,7 +66,7 @@ func TestDescribe(t *testing.T) {
 	require.True(t, got[0].Calls)
 	require.Equal(t, reflect.TypeFor[bool](), got[0].Result)
 
-	res, err := m.Invoke(context.Background(), "rpc.discover", nil)
+	res, err := m.Invoke(context.Background(), &Request{Method: "rpc.discover", Params: nil}, nil)
 	require.NoError(t, err)
 	require.Equal(t, "doc", res)
 	require.Panics(t, func() { m.Discover(func(context.Context, *Request) (any, error) { return nil, nil }) })
@@ -85,21 +90,58 @@ func TestInvoke(t *testing.T) {
 	r := &http.Request{Host: "example.test", RemoteAddr: "127.0.0.1:1"}
 	ctx := WithHTTPRequest(context.Background(), r, map[string]string{"user": "ada"})
 
-	res, err := m.Invoke(ctx, "sum", json.RawMessage(`[1,2,3]`))
+	res, err := m.Invoke(ctx, &Request{Method: "sum", Params: json.RawMessage(`[1,2,3]`)}, nil)
 	require.NoError(t, err)
 	require.Equal(t, 6, res)
-	res, err = m.Invoke(ctx, "who", nil)
+	res, err = m.Invoke(ctx, &Request{Method: "who", Params: nil}, nil)
 	require.NoError(t, err)
 	require.Equal(t, "example.test", res)
 
-	_, err = m.Invoke(context.Background(), "sum", json.RawMessage(`[1]`))
+	_, err = m.Invoke(context.Background(), &Request{Method: "sum", Params: json.RawMessage(`[1]`)}, nil)
 	require.ErrorIs(t, err, ErrUnauthorized, "the guard sees no identity")
-	_, err = m.Invoke(ctx, "sum", json.RawMessage(`{"x":1}`))
+	_, err = m.Invoke(ctx, &Request{Method: "sum", Params: json.RawMessage(`{"x":1}`)}, nil)
 	require.ErrorIs(t, err, ErrInvalidParams)
-	_, err = m.Invoke(ctx, "sum", json.RawMessage(`[1,`))
+	_, err = m.Invoke(ctx, &Request{Method: "sum", Params: json.RawMessage(`[1,`)}, nil)
 	require.ErrorIs(t, err, ErrParse)
-	_, err = m.Invoke(ctx, "nope", nil)
+	_, err = m.Invoke(ctx, &Request{Method: "nope", Params: nil}, nil)
 	require.ErrorIs(t, err, ErrMethodNotFound)
-	_, err = m.Invoke(ctx, "fail", nil)
+	var logs strings.Builder
+	_, err = m.Invoke(ctx, &Request{Method: "fail", Params: nil}, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.Equal(t, ErrInternal, err, "a plain error is an internal error, its detail kept back")
+	require.Contains(t, logs.String(), "secret detail", "and logged")
+}
+
+func TestCheckHostOrigin(t *testing.T) {
+	t.Parallel()
+	req := func(host, origin string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "http://"+host+"/x", nil)
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		return r
+	}
+	require.NoError(t, CheckHostOrigin(req("api.example", ""), nil))
+	require.NoError(t, CheckHostOrigin(req("api.example", "http://api.example"), nil))
+	var he *HTTPError
+	require.ErrorAs(t, CheckHostOrigin(req("api.example", "http://evil.example"), nil), &he)
+	require.Equal(t, &HTTPError{Status: http.StatusForbidden, Message: "origin not allowed"}, he)
+	require.NoError(t, CheckHostOrigin(req("api.example", "http://app.example"), &AcceptOptions{OriginPatterns: []string{"*.example"}}))
+	require.ErrorAs(t, CheckHostOrigin(req("other.example", ""), &AcceptOptions{AllowedHosts: []string{"api.example"}}), &he)
+	require.Equal(t, "host not allowed", he.Message)
+	require.Error(t, CheckHostOrigin(req("api.example", "null"), &AcceptOptions{OriginPatterns: []string{"*"}}))
+}
+
+// A pointer to a type that decodes itself is that type, not a struct
+// without fields (found by the openrpc module's tests).
+func TestParamsThatDecodeThemselves(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "when", func(_ context.Context, at *time.Time) (string, error) { return at.UTC().Format(time.DateOnly), nil })
+	Register(m, "addr", func(_ context.Context, ip netip.Addr) (string, error) { return ip.String(), nil })
+	res, err := m.Invoke(context.Background(), &Request{Method: "when", Params: json.RawMessage(`["2026-11-30T12:00:00Z"]`)}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "2026-11-30", res)
+	res, err = m.Invoke(context.Background(), &Request{Method: "addr", Params: json.RawMessage(`["::1"]`)}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "::1", res)
 }

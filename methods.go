@@ -2,6 +2,7 @@ package wsrpc
 
 import (
 	"bytes"
+	"encoding"
 	"context"
 	"encoding/json"
 	"errors"
@@ -226,7 +227,10 @@ func (m *Methods) Names() []string {
 //     their json tags (or the keys of a map P);
 //   - a JSON array maps to positional arguments: the exported fields of a
 //     struct P in declaration order, the elements of a slice or array P,
-//     or, for any other P, the single element of a one-element array;
+//     or, for any other P, the single element of a one-element array (a
+//     type that decodes itself from a JSON string, such as time.Time, is
+//     such a single value; any other json.Unmarshaler gets the params
+//     whole);
 //   - absent params leave P its zero value (a nil pointer), unless P is a
 //     struct (not a pointer to one) with required fields.
 //
@@ -301,12 +305,24 @@ const (
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// textual reports whether a *t decodes itself from a JSON string
+// (encoding.TextUnmarshaler): a single value, given positionally as a
+// one-element array.
+func textual(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(textUnmarshalerType)
+}
 
 func newParamsDecoder[P any]() *paramsDecoder[P] {
 	d := &paramsDecoder[P]{}
 	t := reflect.TypeFor[P]()
 	if t == rawMessageType {
 		d.raw = true
+		return d
+	}
+	if textual(t) {
+		d.shape = shapeScalar // time.Time, netip.Addr: a JSON string
 		return d
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
@@ -316,6 +332,13 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 	et := t
 	for et.Kind() == reflect.Pointer {
 		et = et.Elem()
+	}
+	if textual(et) {
+		d.shape = shapeScalar // *time.Time, as time.Time
+		return d
+	}
+	if reflect.PointerTo(et).Implements(unmarshalerType) {
+		return d // as the type it points to
 	}
 	switch et.Kind() {
 	case reflect.Interface:

@@ -195,6 +195,24 @@ func checkUpgrade(r *http.Request, cfg *config) (int, error) {
 	return status, err
 }
 
+// CheckHostOrigin applies the Host and Origin checks that Accept and a
+// Server make before anything else (see Security in the package
+// documentation) to r, configured by the AllowedHosts, OriginPatterns and
+// InsecureAllowAnyOrigin fields of opts (nil for the defaults). It returns
+// nil, or an *HTTPError with status 403 saying which check refused; it
+// logs nothing. Handlers of other wire formats (the weerpc package) use it
+// to refuse the same requests.
+func CheckHostOrigin(r *http.Request, opts *AcceptOptions) error {
+	c := &config{}
+	if o := opts.options(); o != nil {
+		c.options = *o
+	}
+	if _, err := checkHostOrigin(r, c); err != nil {
+		return &HTTPError{Status: http.StatusForbidden, Message: strings.TrimPrefix(err.Error(), "wsrpc: ")}
+	}
+	return nil
+}
+
 // checkHostOrigin is checkUpgrade's decision.
 func checkHostOrigin(r *http.Request, cfg *config) (int, error) {
 	host := r.Host

@@ -93,6 +93,8 @@ func NewHandler(opts *Options) *Handler {
 	return h
 }
 
+var nullID = json.RawMessage("null")
+
 // version is a spelling of the protocol's version: its member name and
 // the value written back.
 type version struct {
@@ -121,9 +123,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, http.StatusMethodNotAllowed, latest, false, "method "+r.Method+" not allowed: POST a weeRPC call", nil)
 		return
 	}
-	if err := checkHostOrigin(r, o); err != nil {
+	if err := wsrpc.CheckHostOrigin(r, &wsrpc.AcceptOptions{
+		AllowedHosts: o.AllowedHosts, OriginPatterns: o.OriginPatterns, InsecureAllowAnyOrigin: o.InsecureAllowAnyOrigin,
+	}); err != nil {
 		h.warned.warn(o.Logger, r, err)
-		writeAnswer(w, http.StatusForbidden, latest, false, err.Error(), nil)
+		writeAnswer(w, http.StatusForbidden, latest, false, err.(*wsrpc.HTTPError).Message, nil)
 		return
 	}
 	if !isJSON(r.Header.Get("Content-Type")) {
@@ -162,7 +166,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o.Session != nil {
 		ctx = context.WithValue(ctx, sessionKey{}, newSessionState(o.Session, r))
 	}
-	res, err := h.methods.Invoke(ctx, call.function, call.params)
+	// A weeRPC call has no id, but expects an answer: middleware must not
+	// take it for a notification.
+	res, err := h.methods.Invoke(ctx, &wsrpc.Request{Method: call.function, Params: call.params, ID: nullID}, o.Logger)
 	if err != nil {
 		var e *wsrpc.Error
 		if !errors.As(err, &e) || e == nil {

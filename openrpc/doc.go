@@ -58,7 +58,7 @@
 // # Extensions
 //
 // OpenRPC lets a document carry fields whose names begin with "x-". This
-// package adds two:
+// package adds these:
 //
 //   - "x-wsrpc-direction" ([DirectionField]) on every method: "server" for
 //     a method the side that answered rpc.discover serves, "client" for
@@ -70,6 +70,11 @@
 //   - "x-wsrpc-variadic": true ([VariadicField]) on the last params
 //     descriptor of a slice or map: it stands for any number of params of
 //     its schema, the rest of the array or any names.
+//   - "x-wsrpc-stream": true ([StreamField]) on a stream (wsrpc.NewStream):
+//     its result is the subscription id, a string, and
+//     "x-wsrpc-stream-values" ([StreamValuesField]) is the content
+//     descriptor of the values that follow as $/stream.next
+//     notifications.
 //
 // # Serving
 //

@@ -25,7 +25,7 @@ func Example() {
 
 	// What a peer gets when it calls rpc.discover (Document returns the
 	// same as a value).
-	res, err := m.Invoke(context.Background(), "rpc.discover", nil)
+	res, err := m.Invoke(context.Background(), &wsrpc.Request{Method: "rpc.discover"}, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -28,6 +28,14 @@ const (
 	// for any number of params of its schema: the rest of the array
 	// (by-position), or any names (by-name).
 	VariadicField = "x-wsrpc-variadic"
+	// StreamField, true on a stream (wsrpc.NewStream), says the method
+	// subscribes: its result is a subscription id (a string), and the
+	// stream's values, of the schema StreamValuesField holds, follow as
+	// $/stream.next notifications (see the Streams section of package
+	// wsrpc).
+	StreamField = "x-wsrpc-stream"
+	// StreamValuesField holds the content descriptor of a stream's values.
+	StreamValuesField = "x-wsrpc-stream-values"
 )
 
 // The values of DirectionField.
@@ -81,6 +89,10 @@ type Method struct {
 	Errors []*wsrpc.Error     `json:"errors,omitempty"` // wsrpc.Method.Errors
 	// Direction is DirectionServer or DirectionClient (DirectionField).
 	Direction string `json:"x-wsrpc-direction"`
+	// Stream and Values describe a stream (StreamField,
+	// StreamValuesField).
+	Stream bool               `json:"x-wsrpc-stream,omitempty"`
+	Values *ContentDescriptor `json:"x-wsrpc-stream-values,omitempty"`
 }
 
 // ContentDescriptor is an OpenRPC content descriptor: one param, or the
@@ -126,7 +138,12 @@ func build(mis []wsrpc.MethodInfo, info Info) (*Doc, error) {
 			me.Direction = DirectionClient
 		}
 		me.Params = params(mi, schema)
-		if !mi.Notification {
+		switch {
+		case mi.Stream:
+			me.Stream = true
+			me.Result = &ContentDescriptor{Name: "subscription", Schema: &jsonschema.Schema{Type: "string"}}
+			me.Values = &ContentDescriptor{Name: "value", Schema: schema("values", mi, mi.Result)}
+		case !mi.Notification:
 			me.Result = &ContentDescriptor{Name: "result", Schema: schema("result", mi, mi.Result)}
 		}
 		d.Methods = append(d.Methods, me)
@@ -158,8 +175,9 @@ func params(mi *wsrpc.MethodInfo, schema func(string, *wsrpc.MethodInfo, reflect
 			}
 			return ps
 		}
-		// A single value, sent as a one-element array.
-		return append(ps, ContentDescriptor{Name: "arg", Required: true, Schema: schema("params", mi, t)})
+		// A single value, sent as a one-element array; a nil pointer is
+		// sent as no params.
+		return append(ps, ContentDescriptor{Name: "arg", Required: t.Kind() != reflect.Pointer, Schema: schema("params", mi, t)})
 	}
 	// "either": a struct's fields, by name or in order; or a type that
 	// decodes the whole params itself (an interface, a json.Unmarshaler).

@@ -73,6 +73,8 @@ func everyKind() *wsrpc.Methods {
 		Register(m, func(_ context.Context, p json.RawMessage) (json.RawMessage, error) { return p, nil })
 	wsrpc.NewNotification[point]("moved").Doc("The pointer moved.").
 		Register(m, func(context.Context, point) error { return nil })
+	wsrpc.NewStream[[]string, point]("track").Doc("Where the named pointers go.").
+		RegisterPush(m, func(context.Context, []string, *wsrpc.Sink[point]) error { return nil })
 	m.HandleRaw("raw", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
 	m.Handle("handled", func(context.Context, *wsrpc.Request) (any, error) { return nil, nil })
 	m.Calls(wsrpc.NewMethod[point, bool]("client.confirm").Doc("Asks the user."),
@@ -138,7 +140,7 @@ func TestDocumentEveryKind(t *testing.T) {
 	}
 	equal(t, "methods", strings.Join(names, " "), "anything/server client.confirm/client client.tick/client echo/server "+
 		"empty/server grow/server handled/server kv/server moved/server moved/client pair/server raw/server "+
-		"scale/server shapes.find/server sum/server when/server")
+		"scale/server shapes.find/server sum/server track/server when/server")
 	equal(t, "head", jsonOf(t, map[string]any{"openrpc": d.OpenRPC, "info": d.Info, "servers": d.Servers}),
 		`{"info":{"title":"every kind","version":"0.1.0","description":"A test."},"openrpc":"1.3.2","servers":[{"name":"local","url":"ws://127.0.0.1:8095/rpc"}]}`)
 
@@ -155,7 +157,7 @@ func TestDocumentEveryKind(t *testing.T) {
 			`"result":{"name":"result","schema":true},"x-wsrpc-direction":"server"}`},
 		{"empty", DirectionServer, `{"name":"empty","paramStructure":"either","params":[],` +
 			`"result":{"name":"result","schema":{"type":"string"}},"x-wsrpc-direction":"server"}`},
-		{"when", DirectionServer, `{"name":"when","paramStructure":"either","params":[{"name":"params","schema":{"type":"string","format":"date-time"}}],` +
+		{"when", DirectionServer, `{"name":"when","paramStructure":"by-position","params":[{"name":"arg","required":true,"schema":{"type":"string","format":"date-time"}}],` +
 			`"result":{"name":"result","schema":{"type":"string","format":"date-time"}},"x-wsrpc-direction":"server"}`},
 		{"grow", DirectionServer, `{"name":"grow","paramStructure":"either","params":[{"name":"kids","required":true,"schema":true}],` +
 			`"result":{"name":"result","schema":true},"x-wsrpc-direction":"server"}`},
@@ -170,6 +172,9 @@ func TestDocumentEveryKind(t *testing.T) {
 		{"client.confirm", DirectionClient, `{"name":"client.confirm","summary":"Asks the user.","paramStructure":"either","params":[` +
 			`{"name":"x","required":true,"schema":{"type":"number"}},{"name":"y","required":true,"schema":{"type":"number"}}],` +
 			`"result":{"name":"result","schema":{"type":"boolean"}},"x-wsrpc-direction":"client"}`},
+		{"track", DirectionServer, `{"name":"track","summary":"Where the named pointers go.","paramStructure":"by-position","params":[{"name":"args","schema":{"type":"string"},"x-wsrpc-variadic":true}],` +
+			`"result":{"name":"subscription","schema":{"type":"string"}},"x-wsrpc-direction":"server","x-wsrpc-stream":true,` +
+			`"x-wsrpc-stream-values":{"name":"value","schema":{"type":"object","properties":{"x":{"type":"number"},"y":{"type":"number"}},"required":["x","y"],"additionalProperties":false}}}`},
 		{"client.tick", DirectionClient, `{"name":"client.tick","paramStructure":"by-position","params":[{"name":"arg","required":true,"schema":{"type":"string"}}],"x-wsrpc-direction":"client"}`},
 	} {
 		equal(t, c.name+" "+c.dir, jsonOf(t, method(t, d, c.name, c.dir)), c.want)
@@ -235,7 +240,7 @@ func TestDocumentExampleContract(t *testing.T) {
 func discover(t *testing.T, m *wsrpc.Methods, identity any) (json.RawMessage, error) {
 	t.Helper()
 	ctx := wsrpc.WithHTTPRequest(context.Background(), &http.Request{Host: "127.0.0.1", RemoteAddr: "127.0.0.1:1"}, identity)
-	res, err := m.Invoke(ctx, "rpc.discover", nil)
+	res, err := m.Invoke(ctx, &wsrpc.Request{Method: "rpc.discover"}, nil)
 	if err != nil {
 		return nil, err
 	}

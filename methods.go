@@ -2,8 +2,8 @@ package wsrpc
 
 import (
 	"bytes"
-	"encoding"
 	"context"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"

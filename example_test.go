@@ -507,3 +507,49 @@ func ExamplePeerOptions_cancelMethod() {
 	// caller: context canceled
 	// handler: context canceled
 }
+
+type TickArgs struct {
+	Count int `json:"count"`
+}
+
+// Ticks is a stream: subscribed to with TickArgs, it sends ints.
+var Ticks = wsrpc.NewStream[TickArgs, int]("ticks")
+
+// A stream sends values from the side that serves it to the side that
+// subscribes, with backpressure: the producer waits while the subscriber's
+// buffer is full.
+func ExampleStream() {
+	methods := wsrpc.NewMethods()
+	Ticks.Register(methods, func(ctx context.Context, a TickArgs, sink *wsrpc.Sink[int]) error {
+		for i := range a.Count {
+			if err := sink.Send(ctx, i*i); err != nil {
+				return err // the subscriber left, or the peer closed
+			}
+		}
+		return nil // the stream ends
+	})
+	srv := wsrpc.NewServer(&wsrpc.ServerOptions{Methods: methods})
+	url, stop := serve(srv)
+	defer stop()
+	defer srv.Shutdown(context.Background())
+
+	ctx := context.Background()
+	peer, err := wsrpc.Dial(ctx, url, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer peer.Close()
+
+	sub, err := Ticks.Subscribe(ctx, peer, TickArgs{Count: 5}, &wsrpc.SubscribeOptions{Buffer: 2})
+	if err != nil {
+		panic(err)
+	}
+	for v, err := range sub.All() {
+		if err != nil {
+			panic(err)
+		}
+		fmt.Print(v, " ")
+	}
+	fmt.Println("end")
+	// Output: 0 1 4 9 16 end
+}

@@ -93,17 +93,31 @@ func dispatch(ctx context.Context, cfg *config, p *Peer, env *envelope, req *Req
 		me = cfg.Methods.lookup([]byte(env.methodName()))
 	}
 	if me == nil {
-		if me = cfg.Methods.fallbackMethod(); me == nil {
-			return nil, methodNotFound(env.methodName())
-		}
 		req.Method = env.methodName()
+		if me = cfg.Methods.fallbackMethod(); me == nil {
+			if cfg.Observer != nil {
+				cfg.startIn(ctx, p, req, true)
+			}
+			err := methodNotFound(req.Method)
+			if req.ID == nil {
+				cfg.endIn(req, err, 0)
+			}
+			return nil, err
+		}
 	} else {
 		req.Method = me.name
+	}
+	if cfg.Observer != nil {
+		ctx = cfg.startIn(ctx, p, req, me.name == "")
 	}
 	// Every dispatch runs under the recovery of the Recover middleware,
 	// so that a panic or a plain error never reaches the wire even when
 	// the table has no middleware.
-	return recovered(ctx, me.chain, req, cfg.log)
+	res, err := recovered(ctx, me.chain, req, cfg.log)
+	if req.obs != nil && req.ID == nil {
+		cfg.endIn(req, err, 0) // a notification: no answer to wait for
+	}
+	return res, err
 }
 
 func methodNotFound(name string) *Error {
@@ -130,6 +144,19 @@ func responseSize(req *Request, res any) int {
 // encoded, or that would make the message larger than limit, is replaced
 // by an error response.
 func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *config) []byte {
+	if req.obs != nil {
+		start := len(b)
+		b, err = appendAnswer(b, req, res, err, limit, cfg)
+		cfg.endIn(req, err, len(b)-start)
+		return b
+	}
+	b, _ = appendAnswer(b, req, res, err, limit, cfg)
+	return b
+}
+
+// appendAnswer is appendResponse, which it returns with the error it
+// sent, if any.
+func appendAnswer(b []byte, req *Request, res any, err error, limit int, cfg *config) ([]byte, error) {
 	start := len(b)
 	if err == nil {
 		// A large result grows the buffer once, not by doubling from 512
@@ -148,7 +175,7 @@ func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *
 		if encErr == nil {
 			b = append(b, '}')
 			if len(b)-start <= limit {
-				return b
+				return b, nil
 			}
 			err = errorf(CodeResponseTooLarge, "response too large")
 		} else {
@@ -157,13 +184,15 @@ func appendResponse(b []byte, req *Request, res any, err error, limit int, cfg *
 		}
 		b = b[:start]
 	}
-	b = appendErrorResponse(b, req.ID, toWireError(err))
+	we := toWireError(err)
+	b = appendErrorResponse(b, req.ID, we)
 	if len(b)-start > limit {
 		// An error too large to send (a handler's big data): the caller
 		// still gets an answer to its id, within the limit.
-		b = appendErrorResponse(b[:start], req.ID, ErrResponseTooLarge)
+		we = ErrResponseTooLarge
+		b = appendErrorResponse(b[:start], req.ID, we)
 	}
-	return b
+	return b, we
 }
 
 // appendBatchAnswer appends the array answering the items that get an

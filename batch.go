@@ -46,17 +46,34 @@ func (b *batchItems) addNotify(method string, params any) {
 
 // sendOnce runs send, once, and then gives every call an outcome: its own,
 // or send's error.
-func (b *batchItems) sendOnce(ctx context.Context, send func(context.Context) error) error {
+// With an Observer (cfg; nil for none) each item is observed on its own.
+func (b *batchItems) sendOnce(ctx context.Context, cfg *config, p *Peer, send func(context.Context) error) error {
 	if b.sent {
 		return errors.New("wsrpc: batch already sent")
 	}
 	b.sent = true
+	var events []*Event
+	var ctxs []context.Context // each item's, as its Start returned it
+	if cfg != nil && cfg.Observer != nil {
+		events = make([]*Event, len(b.items))
+		ctxs = make([]context.Context, len(b.items))
+		for i, it := range b.items {
+			ctxs[i], events[i] = cfg.startOut(ctx, p, it.method, it.call == nil, true, 0)
+		}
+	}
 	err := send(ctx)
 	for _, c := range b.calls {
 		if err != nil && !c.done {
 			c.err = err
 		}
 		c.done = true
+	}
+	for i, e := range events {
+		if c := b.items[i].call; c != nil {
+			cfg.end(ctxs[i], e, c.err)
+		} else {
+			cfg.end(ctxs[i], e, err)
+		}
 	}
 	return err
 }
@@ -116,7 +133,13 @@ func (p *Peer) Batch(ctx context.Context, build func(b *Batch)) error {
 
 // Send sends the batch and waits as Peer.Batch does. A batch is sent once;
 // an empty batch sends nothing.
-func (b *Batch) Send(ctx context.Context) error { return b.sendOnce(ctx, b.send) }
+func (b *Batch) Send(ctx context.Context) error {
+	var cfg *config
+	if b.p != nil {
+		cfg = b.p.cfg
+	}
+	return b.sendOnce(ctx, cfg, b.p, b.send)
+}
 
 func (b *Batch) send(ctx context.Context) error {
 	p := b.p

@@ -85,6 +85,18 @@ func (p *Peer) Call(ctx context.Context, method string, params, result any) erro
 	if p == nil {
 		return ErrNoPeer
 	}
+	if p.cfg.Observer == nil {
+		return p.call(ctx, method, params, result, nil)
+	}
+	ctx, e := p.cfg.startOut(ctx, p, method, false, false, 0)
+	err := p.call(ctx, method, params, result, e)
+	p.cfg.end(ctx, e, err)
+	return err
+}
+
+// call is Call; e, when not nil, is given the sizes of the request and
+// the response.
+func (p *Peer) call(ctx context.Context, method string, params, result any, e *Event) error {
 	if err := p.acquire(ctx); err != nil {
 		return err
 	}
@@ -97,10 +109,16 @@ func (p *Peer) Call(ctx context.Context, method string, params, result any) erro
 		p.putCall(c)
 		return fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
 	}
+	if e != nil {
+		e.RequestBytes = len(c.buf)
+	}
 	if err := p.send(ctx, c); err != nil {
 		return err
 	}
 	err = c.slots[0].err
+	if e != nil && err == nil {
+		e.ResponseBytes = len(c.result(0))
+	}
 	if err == nil && result != nil {
 		if derr := decodeValue(c.result(0), result, p.cfg.Codec); derr != nil {
 			err = fmt.Errorf("wsrpc: decoding result of %s: %w", method, derr)
@@ -339,6 +357,16 @@ func (p *Peer) Notify(ctx context.Context, method string, params any) error {
 	if p == nil {
 		return ErrNoPeer
 	}
+	if p.cfg.Observer == nil {
+		return p.notify(ctx, method, params, nil)
+	}
+	ctx, e := p.cfg.startOut(ctx, p, method, true, false, 0)
+	err := p.notify(ctx, method, params, e)
+	p.cfg.end(ctx, e, err)
+	return err
+}
+
+func (p *Peer) notify(ctx context.Context, method string, params any, e *Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -354,6 +382,9 @@ func (p *Peer) Notify(ctx context.Context, method string, params any) error {
 	}
 	if int64(len(wb.b)) > p.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(wb.b), p.cfg.MaxMessageSize)
+	}
+	if e != nil {
+		e.RequestBytes = len(wb.b)
 	}
 	if err := p.writeCtx(ctx.Done(), wb.b); err != errWriteAbandoned {
 		return err

@@ -148,6 +148,17 @@
 // and unsubscribes. Messages for unknown ids are ignored, as are stream
 // messages inside a batch.
 //
+// # Observing
+//
+// An [Observer] in the options (any role, and HTTPClientOptions) sees every
+// call, notification and batch item in both directions: Start before, End
+// after, with an [Event] (method, direction, kind, peer, duration, error
+// code, bytes). Its context reaches the handler, so a tracer's span
+// wraps it. Names that no method of the table has are marked
+// Unregistered, so that metrics keep a fixed label for them. The otel and
+// prom modules of this repository are Observers; without one, nothing is
+// measured.
+//
 // # Concurrency and ordering
 //
 // One goroutine reads the connection at any time. It routes every response
@@ -353,6 +364,7 @@ package wsrpc
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
 //	redial.go     Redialer: a client that dials again (its goroutine: run)
+//	observe.go    the Observer hook: Event, and where calls start and end both ways
 //	describe.go   what a table tells of itself (Describe, rpc.discover) and Invoke for other wire formats
 //	script.go     ScriptHandler: serves js/wsrpc.js, the browser client
 //	middleware.go, guard.go, descriptor.go, errors.go, options.go: as named

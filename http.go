@@ -236,6 +236,16 @@ func newHTTPClient(url string, opts *options) *HTTPClient {
 // back as an *Error; a refused HTTP request as an error wrapping an
 // *HTTPError with its status.
 func (c *HTTPClient) Call(ctx context.Context, method string, params, result any) error {
+	if c.cfg.Observer == nil {
+		return c.call(ctx, method, params, result)
+	}
+	ctx, e := c.cfg.startOut(ctx, nil, method, false, false, 0)
+	err := c.call(ctx, method, params, result)
+	c.cfg.end(ctx, e, err)
+	return err
+}
+
+func (c *HTTPClient) call(ctx context.Context, method string, params, result any) error {
 	id := c.nextID.Add(1)
 	body := appendRequestHead(nil, id, method)
 	body, err := appendParams(body, params, c.cfg.Codec)
@@ -272,6 +282,16 @@ func (c *HTTPClient) Call(ctx context.Context, method string, params, result any
 // Notify sends a notification: method with params, no result. It returns
 // when the server has run it, or with an error.
 func (c *HTTPClient) Notify(ctx context.Context, method string, params any) error {
+	if c.cfg.Observer == nil {
+		return c.notify(ctx, method, params)
+	}
+	ctx, e := c.cfg.startOut(ctx, nil, method, true, false, 0)
+	err := c.notify(ctx, method, params)
+	c.cfg.end(ctx, e, err)
+	return err
+}
+
+func (c *HTTPClient) notify(ctx context.Context, method string, params any) error {
 	body := appendNotificationHead(nil, method)
 	body, err := appendParams(body, params, c.cfg.Codec)
 	if err != nil {
@@ -371,7 +391,7 @@ func (b *HTTPBatch) Len() int { return len(b.items) }
 
 // Send posts the batch, once, and returns when every call has its outcome
 // or ctx ends. An empty batch sends nothing.
-func (b *HTTPBatch) Send(ctx context.Context) error { return b.sendOnce(ctx, b.send) }
+func (b *HTTPBatch) Send(ctx context.Context) error { return b.sendOnce(ctx, b.c.cfg, nil, b.send) }
 
 func (b *HTTPBatch) send(ctx context.Context) error {
 	if len(b.items) == 0 {

@@ -37,6 +37,8 @@ type Request struct {
 	// scanned is Params as the envelope scanner validated it. A middleware
 	// may replace Params; the typed decoder then validates it again.
 	scanned []byte
+	// obs is the Observer's view of the request, ended with its answer.
+	obs *observation
 }
 
 // IsNotification reports whether the caller expects no response.

@@ -127,6 +127,9 @@ type PeerOptions struct {
 	// documentation); empty, the default, sends and honours none.
 	// LSPCancel is the name LSP and vscode-jsonrpc use.
 	CancelMethod string
+	// Observer sees every call and notification, both ways (metrics,
+	// tracing). Nil: none.
+	Observer Observer
 }
 
 // LSPCancel is the cancel notification of the Language Server Protocol,
@@ -136,13 +139,14 @@ const LSPCancel = "$/cancelRequest"
 
 // DialOptions configure Dial: the peer, and the handshake.
 type DialOptions struct {
-	// Methods, Codec, Logger, Limits and CancelMethod are as in
-	// PeerOptions.
+	// Methods, Codec, Logger, Limits, CancelMethod and Observer are as
+	// in PeerOptions.
 	Methods      *Methods
 	Codec        Codec
 	Logger       *slog.Logger
 	Limits       Limits
 	CancelMethod string
+	Observer     Observer
 
 	// HTTPHeader is sent with the handshake (e.g. Authorization).
 	HTTPHeader http.Header
@@ -154,13 +158,14 @@ type DialOptions struct {
 // AcceptOptions configure Accept: the peer, and the checks an upgrade
 // request passes first.
 type AcceptOptions struct {
-	// Methods, Codec, Logger, Limits and CancelMethod are as in
-	// PeerOptions.
+	// Methods, Codec, Logger, Limits, CancelMethod and Observer are as
+	// in PeerOptions.
 	Methods      *Methods
 	Codec        Codec
 	Logger       *slog.Logger
 	Limits       Limits
 	CancelMethod string
+	Observer     Observer
 
 	// OriginPatterns lists the origins (host patterns, as in
 	// github.com/coder/websocket's AcceptOptions) that may connect from a
@@ -183,13 +188,14 @@ type AcceptOptions struct {
 // ServerOptions configure a Server: its peers, the checks before each
 // upgrade or POST, and what the server bounds as a whole.
 type ServerOptions struct {
-	// Methods, Codec, Logger, Limits and CancelMethod are as in
-	// PeerOptions, for every peer and every POST request.
+	// Methods, Codec, Logger, Limits, CancelMethod and Observer are as
+	// in PeerOptions, for every peer and every POST request.
 	Methods      *Methods
 	Codec        Codec
 	Logger       *slog.Logger
 	Limits       Limits
 	CancelMethod string
+	Observer     Observer
 
 	// OriginPatterns, InsecureAllowAnyOrigin and AllowedHosts are as in
 	// AcceptOptions, for upgrades and POST requests alike.
@@ -241,6 +247,8 @@ type HTTPClientOptions struct {
 	Header http.Header
 	// Client performs the requests. Nil uses http.DefaultClient.
 	Client *http.Client
+	// Observer sees every call and notification (Outgoing). Nil: none.
+	Observer Observer
 }
 
 // options is every role's options in one flat struct: what config is
@@ -250,6 +258,7 @@ type options struct {
 	Logger       *slog.Logger
 	Codec        Codec
 	CancelMethod string
+	Observer     Observer
 
 	Limits
 
@@ -270,22 +279,22 @@ type options struct {
 }
 
 // peerOptions is the part every role with a peer shares.
-func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits, cancel string) *options {
-	return &options{Methods: m, Codec: c, Logger: log, Limits: l, CancelMethod: cancel}
+func peerOptions(m *Methods, c Codec, log *slog.Logger, l Limits, cancel string, obs Observer) *options {
+	return &options{Methods: m, Codec: c, Logger: log, Limits: l, CancelMethod: cancel, Observer: obs}
 }
 
 func (o *PeerOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	return peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
+	return peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod, o.Observer)
 }
 
 func (o *DialOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod, o.Observer)
 	opts.HTTPHeader, opts.HTTPClient = o.HTTPHeader, o.HTTPClient
 	return opts
 }
@@ -294,7 +303,7 @@ func (o *AcceptOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod)
+	opts := peerOptions(o.Methods, o.Codec, o.Logger, o.Limits, o.CancelMethod, o.Observer)
 	opts.OriginPatterns, opts.InsecureAllowAnyOrigin = o.OriginPatterns, o.InsecureAllowAnyOrigin
 	opts.AllowedHosts, opts.Authenticate = o.AllowedHosts, o.Authenticate
 	return opts
@@ -305,7 +314,7 @@ func (o *ServerOptions) options() *options {
 		return nil
 	}
 	opts := (&AcceptOptions{
-		Methods: o.Methods, Codec: o.Codec, Logger: o.Logger, Limits: o.Limits, CancelMethod: o.CancelMethod,
+		Methods: o.Methods, Codec: o.Codec, Logger: o.Logger, Limits: o.Limits, CancelMethod: o.CancelMethod, Observer: o.Observer,
 		OriginPatterns: o.OriginPatterns, InsecureAllowAnyOrigin: o.InsecureAllowAnyOrigin,
 		AllowedHosts: o.AllowedHosts, Authenticate: o.Authenticate,
 	}).options()
@@ -319,7 +328,7 @@ func (o *HTTPClientOptions) options() *options {
 	if o == nil {
 		return nil
 	}
-	return &options{Codec: o.Codec, Limits: Limits{MaxMessageSize: o.MaxMessageSize}, HTTPHeader: o.Header, HTTPClient: o.Client}
+	return &options{Codec: o.Codec, Limits: Limits{MaxMessageSize: o.MaxMessageSize}, HTTPHeader: o.Header, HTTPClient: o.Client, Observer: o.Observer}
 }
 
 // config is options with the defaults filled in.

@@ -63,6 +63,10 @@ func fillNonZero(t *testing.T, v reflect.Value) {
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))
 	case reflect.Interface:
+		if v.Type() == reflect.TypeFor[Observer]() {
+			v.Set(reflect.ValueOf(Observer(&recorder{})))
+			return
+		}
 		v.Set(reflect.ValueOf(&durationCodec{}))
 	default:
 		t.Fatalf("no non-zero value for %s", v.Type())

@@ -2,7 +2,6 @@ package wsrpc
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/coder/websocket"
@@ -96,12 +95,9 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	msg := appendNotificationHead(nil, method)
-	if msg, err = appendParams(msg, params, s.cfg.Codec); err != nil {
-		return res, fmt.Errorf("wsrpc: encoding params of %s: %w", method, err)
-	}
-	if int64(len(msg)) > s.cfg.MaxMessageSize {
-		return res, fmt.Errorf("%w: notification of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(msg), s.cfg.MaxMessageSize)
+	msg, err := s.encodeNotification(method, params)
+	if err != nil {
+		return res, err
 	}
 	s.mu.Lock()
 	peers := make([]*Peer, 0, len(s.peers))

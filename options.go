@@ -234,6 +234,11 @@ type ServerOptions struct {
 	// OnDisconnect runs when a peer has ended and all its goroutines have
 	// returned.
 	OnDisconnect func(p *Peer)
+	// Broker joins this Server to the other instances of the service:
+	// Publish and calls to named peers reach every instance (see
+	// cluster.go's Broker; the natsbroker module implements it on NATS).
+	// Nil: this instance alone.
+	Broker Broker
 }
 
 // HTTPClientOptions configure an HTTPClient.
@@ -273,6 +278,7 @@ type options struct {
 	SlowPeers      SlowPeerPolicy
 	OnConnect      func(p *Peer)
 	OnDisconnect   func(p *Peer)
+	Broker         Broker
 
 	HTTPHeader http.Header
 	HTTPClient *http.Client
@@ -321,6 +327,7 @@ func (o *ServerOptions) options() *options {
 	opts.MaxConnections, opts.MaxServerBytes = o.MaxConnections, o.MaxServerBytes
 	opts.MaxOutbound, opts.SlowPeers = o.MaxOutbound, o.SlowPeers
 	opts.OnConnect, opts.OnDisconnect = o.OnConnect, o.OnDisconnect
+	opts.Broker = o.Broker
 	return opts
 }
 

@@ -24,6 +24,10 @@ type Peer struct {
 	cfg     *config
 	conn    transport
 	httpReq *http.Request
+	// server is the Server the peer belongs to, nil for other peers; cl
+	// is its name and topics there (cluster.go), guarded by server.mu.
+	server *Server
+	cl     peerState
 	// pool is the byte budget shared by the peers of a Server; nil for
 	// other peers.
 	pool *pool

@@ -329,6 +329,7 @@ type Server struct {
 	posting   int // POST requests in progress
 	closing   bool
 	idle      chan struct{} // closed when closing and no peer is left
+	cl        cluster       // cluster.go: names, topics, the Broker
 }
 
 // NewServer returns a Server configured by opts (nil for defaults).
@@ -338,7 +339,7 @@ func NewServer(opts *ServerOptions) *Server {
 
 func newServer(opts *options) *Server {
 	cfg := opts.config()
-	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}, upgrades: map[*upgrade]struct{}{}}
+	return &Server{cfg: cfg, pool: &pool{limit: cfg.MaxServerBytes}, peers: map[*Peer]struct{}{}, upgrades: map[*upgrade]struct{}{}, cl: newCluster()}
 }
 
 // ServeHTTP serves the route. A GET is a WebSocket upgrade: the new peer
@@ -414,10 +415,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.pool = s.pool
 	p.ID() // numbered as it connects, before anyone can look it up
 	s.peers[p] = struct{}{}
+	p.server = s
 	p.onFinish = s.remove
 	u.peer = p
 	s.mu.Unlock()
 	close(u.done)
+	if err := s.syncTopic(""); err != nil {
+		s.cfg.log.Warn("wsrpc: cannot subscribe to what other instances publish to every peer; retrying with the next connection", "err", err)
+	}
 
 	// The peer reads from the start, so that calls made in OnConnect get
 	// their answers; what the other side sends waits until OnConnect has
@@ -444,11 +449,13 @@ type upgrade struct {
 func (s *Server) remove(p *Peer) {
 	s.mu.Lock()
 	delete(s.peers, p)
+	was := s.forgetLocked(p)
 	if s.closing && len(s.peers) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
 	}
 	s.mu.Unlock()
+	s.syncForgotten(was)
 	if s.cfg.OnDisconnect != nil {
 		s.cfg.OnDisconnect(p)
 	}
@@ -498,6 +505,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		peers = append(peers, p)
 	}
 	s.mu.Unlock()
+	s.stopCluster()
 
 	var wg sync.WaitGroup
 	for _, p := range peers {

@@ -189,12 +189,13 @@ type nodeServer struct {
 	stop    sync.Once
 }
 
-// startNodeServer starts script (server.mjs, vscode_server.mjs) and reads
-// the port from its first line. The process is stopped (stdin closed, then
-// killed if it lingers) and waited for in t.Cleanup.
-func startNodeServer(t *testing.T, node, script string) *nodeServer {
+// startNodeServer starts script (server.mjs, vscode_server.mjs, streams.mjs
+// serve) with args and reads the port from its first line. The process is
+// stopped (stdin closed, then killed if it lingers) and waited for in
+// t.Cleanup.
+func startNodeServer(t *testing.T, node, script string, args ...string) *nodeServer {
 	t.Helper()
-	cmd := exec.Command(node, script)
+	cmd := exec.Command(node, append([]string{script}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)

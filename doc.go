@@ -140,13 +140,19 @@
 //
 // The serving side sends nothing, not even the end, before the first
 // credit, which the subscriber sends once it has the id: so the answer to
-// the subscribe call always comes first. Credit adds n values and bytes
-// bytes; the serving side may send while it has a value and any bytes
-// left (so it may overshoot the bytes by one message); n = -1 lifts the
-// limit (what OverflowDropOldest and OverflowEnd send). A subscriber that
-// gets more than it granted ends the subscription with ErrStreamOverflow
-// and unsubscribes. Messages for unknown ids are ignored, as are stream
-// messages inside a batch.
+// the subscribe call always comes first. The first credit is all an end
+// needs. Credit adds n values and bytes bytes, where a value's bytes are
+// the size of the whole $/stream.next message that carries it (the text
+// message's payload, which both sides know exactly): the serving side
+// spends that much per value, and the subscriber gives back that much once
+// the value is taken. The serving side may send while it has a value and
+// any bytes left, so it may overshoot by one message. Without "bytes" a
+// credit sets no limit on bytes; n = -1 lifts the limit on both (what
+// OverflowDropOldest and OverflowEnd send). A subscriber that gets more
+// than it granted ends the subscription with ErrStreamOverflow and
+// unsubscribes. After $/stream.cancel the serving side sends nothing more
+// for that id, not even an end. Messages for unknown ids are ignored, as
+// are stream messages inside a batch.
 //
 // # Observing
 //

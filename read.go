@@ -307,7 +307,7 @@ func (p *Peer) route(buf *msgBuf) (work *inbound, kept, idle bool) {
 		case !in.env.isRequest():
 			kept, idle = p.complete(&in.env, buf)
 		case isStream(&in.env):
-			p.streamMessage(&in.env)
+			p.streamMessage(&in.env, len(buf.b))
 		case p.isCancel(&in.env):
 			p.cancelIncoming(in.env.params)
 		default:

@@ -434,8 +434,8 @@ type subState struct {
 	maxBytes int64
 
 	// Guarded by Peer.mu.
-	buf       [][]byte // values received, not yet taken
-	bytes     int64
+	buf       []streamValue // values received, not yet taken
+	bytes     int64         // their bytes (values only: what MaxBytes bounds)
 	dropped   uint64
 	ended     bool
 	err       error // why it ended: io.EOF for a normal end
@@ -456,6 +456,13 @@ func newSub(p *Peer, id string, opts *SubscribeOptions) *subState {
 		}
 	}
 	return st
+}
+
+// streamValue is a value received, and the size of the message it came
+// in: the credit it takes, and gives back once taken.
+type streamValue struct {
+	v   []byte
+	msg int64
 }
 
 // ID returns the subscription's id.
@@ -537,14 +544,15 @@ func (st *subState) take(ctx context.Context) ([]byte, error) {
 		}
 		p.mu.Lock()
 	}
-	v := st.buf[0]
-	st.buf[0] = nil
+	sv := st.buf[0]
+	v := sv.v
+	st.buf[0] = streamValue{}
 	st.buf = st.buf[1:]
 	st.bytes -= int64(len(v))
 	var credit []byte
 	if st.policy == OverflowBlock && !st.ended {
 		st.owedN++
-		st.owedBytes += int64(len(v))
+		st.owedBytes += sv.msg
 		if st.owedN*2 >= st.max || st.owedBytes*2 >= st.maxBytes {
 			credit = streamMsg(streamCredit, st.id, int64(st.owedN), st.owedBytes)
 			st.owedN, st.owedBytes = 0, 0
@@ -627,12 +635,14 @@ type streamParams struct {
 	Value json.RawMessage `json:"value"`
 	Error json.RawMessage `json:"error"`
 	N     int64           `json:"n"`
-	Bytes int64           `json:"bytes"`
+	Bytes *int64          `json:"bytes"` // absent: no limit on bytes
 }
 
 // streamMessage acts on a stream message, on the reading goroutine: it
 // never waits. Messages for unknown ids, and malformed ones, are ignored.
-func (p *Peer) streamMessage(env *envelope) {
+//
+// size is the size of the message, which credit counts.
+func (p *Peer) streamMessage(env *envelope, size int) {
 	var m streamParams
 	if json.Unmarshal(env.params, &m) != nil {
 		p.cfg.log.Debug("wsrpc: ignored a malformed stream message", "method", env.methodName())
@@ -644,7 +654,7 @@ func (p *Peer) streamMessage(env *envelope) {
 	switch env.methodName() {
 	case streamNext:
 		if st := p.streams.subs[m.ID]; st != nil && !st.ended {
-			after = st.push(m.Value, p.cfg.MaxMessageSize)
+			after = st.push(m.Value, int64(size), p.cfg.MaxMessageSize)
 		}
 	case streamEnd:
 		if st := p.streams.subs[m.ID]; st != nil {
@@ -681,15 +691,15 @@ func (p *Peer) streamMessage(env *envelope) {
 // push adds a value received, under the subscription's policy. It returns
 // a cancel to send when the subscription ends for overflow. Called with
 // p.mu held.
-func (st *subState) push(v []byte, maxMessage int64) []byte {
+func (st *subState) push(v []byte, msg, maxMessage int64) []byte {
 	n := int64(len(v))
 	full := len(st.buf) >= st.max || len(st.buf) > 0 && st.bytes+n > st.maxBytes
 	if full {
 		switch st.policy {
 		case OverflowDropOldest:
 			for len(st.buf) > 0 && (len(st.buf) >= st.max || st.bytes+n > st.maxBytes) {
-				st.bytes -= int64(len(st.buf[0]))
-				st.buf[0] = nil
+				st.bytes -= int64(len(st.buf[0].v))
+				st.buf[0] = streamValue{}
 				st.buf = st.buf[1:]
 				st.dropped++
 			}
@@ -705,7 +715,7 @@ func (st *subState) push(v []byte, maxMessage int64) []byte {
 			return streamMsg(streamCancel, st.id, 0, 0)
 		}
 	}
-	st.buf = append(st.buf, v)
+	st.buf = append(st.buf, streamValue{v: v, msg: msg})
 	st.bytes += n
 	if st.wake != nil {
 		close(st.wake)
@@ -717,14 +727,18 @@ func (st *subState) push(v []byte, maxMessage int64) []byte {
 // grant adds credit from the subscriber; the first one activates the
 // sink. It reports a sink that ended before it was active, whose end
 // message is now due. Called with p.mu held.
-func (st *sinkState) grant(n, bytes int64) (endDue bool) {
+func (st *sinkState) grant(n int64, bytes *int64) (endDue bool) {
 	st.active = true
 	switch {
 	case n < 0:
 		st.credit = -1
 	case st.credit >= 0:
 		st.credit = min(st.credit+n, 1<<40)
-		st.bytes = min(st.bytes+max(bytes, 0), 1<<50)
+		if bytes == nil {
+			st.bytes = 1 << 50
+		} else {
+			st.bytes = min(st.bytes+max(*bytes, 0), 1<<50)
+		}
 	}
 	st.wakeLocked()
 	if st.ended {

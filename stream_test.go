@@ -310,3 +310,20 @@ func TestStreamWire(t *testing.T) {
 	require.False(t, errors.As(last, &e))
 	_ = json.Valid
 }
+
+// TestStreamByteCreditKeepsFlowing: the serving side spends, and the
+// subscriber gives back, the size of whole $/stream.next messages. When the
+// subscriber gave back only the values' bytes the credit drained away and
+// a stream of small values stopped for good (after 28 values with MaxBytes
+// 2000; found by the Node implementation in test/interop).
+func TestStreamByteCreditKeepsFlowing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		client, _ := streamPair(t, feedMethods(), Limits{})
+		sub, err := feed.Subscribe(context.Background(), client, feedArgs{Count: 2000}, &SubscribeOptions{Buffer: 8, MaxBytes: 2000})
+		require.NoError(t, err)
+		got, last := collect(sub)
+		require.NoError(t, last)
+		require.Len(t, got, 2000)
+	})
+}

@@ -89,6 +89,25 @@
 // context (the default), drop the message for that peer, or close it with
 // status 1008.
 //
+// # Names, topics, and several instances
+//
+// A Server's peers can be given a name the application chooses
+// ([Peer.SetName], a user id say) and join topics ([Peer.Join]).
+// [Server.Publish] sends a notification to the members of a topic ("" for
+// every peer), [Server.CallPeer] and [Server.NotifyPeer] reach a peer by
+// name, and [Server.CallPeers] calls a list of names at once, yielding
+// each answer as it arrives with its own outcome. A name belongs to one
+// connection: a newer peer that takes it takes it from the older one.
+//
+// With a [Broker] in [ServerOptions] all of that spans every instance of
+// the service: a message published on one reaches the topic's members on
+// all, once each and in the order published; a call by name goes to the
+// instance the peer is on, and fails at once with [ErrPeerNotFound] when
+// no instance has it. When the Broker cannot reach the others, local work
+// goes on and what crosses fails with [ErrBrokerUnavailable]. The
+// natsbroker module implements Broker on NATS. Broadcast, whose filter is
+// Go code, stays on its own instance.
+//
 // # HTTP POST
 //
 // The same [Server] answers POST requests with Content-Type
@@ -367,6 +386,7 @@ package wsrpc
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)
 //	http.go       JSON-RPC over HTTP POST: the server side and HTTPClient
 //	broadcast.go  Server.Broadcast and each peer's outbound queue
+//	cluster.go    names, topics, Publish, calls by name, and the Broker that spans instances
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
 //	redial.go     Redialer: a client that dials again (its goroutine: run)

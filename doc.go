@@ -18,7 +18,8 @@
 // # Staying connected, and browsers
 //
 // [Redial] returns a [Redialer]: a client that dials again with backoff
-// when its connection drops, runs [RedialOptions].OnConnect on each new
+// when its connection drops (to the next of [RedialOptions].URLs, when
+// the service has several addresses), runs [RedialOptions].OnConnect on each new
 // connection, and is a [Caller]. A call in flight when the connection
 // drops fails with [ErrConnectionLost], unless its method is Repeatable. It
 // stops on its context, [Redialer.Close], a 401 or 403, or a close with

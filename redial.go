@@ -82,6 +82,11 @@ type RedialOptions struct {
 	// waits for that goroutine); err is why it disconnected or stopped.
 	OnState func(s ConnState, err error)
 
+	// URLs are more addresses of the same service (instances joined by a
+	// Broker, say). A dial that fails, and a connection that drops, move
+	// the next dial to the next address in turn, url first.
+	URLs []string
+
 	// Repeatable reports whether a call of method may be sent again on
 	// the next connection when the connection drops before its answer
 	// (it is idempotent). Nil: no call is repeated.
@@ -147,6 +152,8 @@ func Redial(ctx context.Context, url string, opts *RedialOptions) *Redialer {
 func (r *Redialer) run() {
 	defer close(r.done)
 	var err error
+	urls := append([]string{r.url}, r.opts.URLs...)
+	next := 0 // the address of the next dial
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err = r.wait(attempt); err != nil {
@@ -155,10 +162,12 @@ func (r *Redialer) run() {
 		}
 		r.state(Connecting, nil)
 		var p *Peer
-		if p, err = Dial(r.ctx, r.url, &r.opts.Dial); err != nil {
+		url := urls[next%len(urls)]
+		if p, err = Dial(r.ctx, url, &r.opts.Dial); err != nil {
 			if r.ctx.Err() != nil || final(err) {
 				break
 			}
+			next++
 			continue
 		}
 		if err = r.connect(p); err != nil {
@@ -183,6 +192,7 @@ func (r *Redialer) run() {
 		if err = p.Err(); r.ctx.Err() != nil || final(err) {
 			break
 		}
+		next++
 		r.state(Disconnected, err)
 	}
 	if r.ctx.Err() != nil {

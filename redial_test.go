@@ -311,3 +311,37 @@ func TestRedialOnConnectFirst(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []string{"login", "work"}, order)
 }
+
+// TestRedialMovesToTheNextURL: with URLs, a dropped connection's next dial
+// goes to the next address, in turn.
+func TestRedialMovesToTheNextURL(t *testing.T) {
+	t.Parallel()
+	var srvs []*appSrv
+	var urls []string
+	for i := range 3 {
+		m := NewMethods()
+		Register(m, "whoami", func(context.Context, any) (int, error) { return i, nil })
+		srv := appServe(t, &options{Methods: m})
+		srvs = append(srvs, srv)
+		urls = append(urls, srv.ws)
+	}
+	connected := make(chan struct{}, 10)
+	r := Redial(context.Background(), urls[0], &RedialOptions{
+		URLs:     urls[1:],
+		MinDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond,
+		OnState: func(s ConnState, _ error) {
+			if s == Connected {
+				connected <- struct{}{}
+			}
+		},
+	})
+	defer r.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		<-connected
+		who, err := Call[int](ctx, r, "whoami", nil)
+		require.NoError(t, err)
+		require.Equal(t, i, who)
+		require.NoError(t, srvs[i].Shutdown(ctx)) // drops the connection
+	}
+}

@@ -110,3 +110,31 @@ func (c *config) end(ctx context.Context, e *Event, err error) {
 	}
 	c.Observer.End(ctx, e)
 }
+
+// Observers returns an Observer that hands every event to each of obs, in
+// order (their Start contexts chained), and their End in reverse order.
+// Nil entries are skipped.
+func Observers(obs ...Observer) Observer {
+	var list multiObserver
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	return list
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) Start(ctx context.Context, e *Event) context.Context {
+	for _, o := range m {
+		ctx = o.Start(ctx, e)
+	}
+	return ctx
+}
+
+func (m multiObserver) End(ctx context.Context, e *Event) {
+	for i := len(m) - 1; i >= 0; i-- {
+		m[i].End(ctx, e)
+	}
+}

@@ -154,3 +154,12 @@ func TestObserverOverHTTP(t *testing.T) {
 	require.Nil(t, in[0].Peer)
 	require.Equal(t, len(`{"jsonrpc":"2.0","id":1,"result":9}`), in[0].ResponseBytes)
 }
+
+func TestObservers(t *testing.T) {
+	t.Parallel()
+	a, b := &recorder{}, &recorder{}
+	client, _ := pipePair(t, &options{Observer: Observers(a, nil, b)}, &options{Methods: arith()})
+	require.NoError(t, client.Call(context.Background(), "math.sum", []int{1}, nil))
+	require.Len(t, a.take(t), 1)
+	require.Len(t, b.take(t), 1)
+}

@@ -535,6 +535,8 @@ func (s *Server) serveNamed(ctx context.Context, name string, msg []byte) []byte
 	case err == nil:
 		r.Result = raw
 	case errors.As(err, &r.Error):
+	case errors.Is(err, ErrClosed):
+		r.Missing = true // it went while we called it
 	default:
 		r.Error = &Error{Code: CodeInternalError, Message: err.Error()}
 	}

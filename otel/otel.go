@@ -88,6 +88,7 @@ type observer struct {
 
 const jsonrpc = "jsonrpc"
 
+// Start starts the span of e and puts it in the context it returns.
 func (o *observer) Start(ctx context.Context, e *wsrpc.Event) context.Context {
 	method, name := e.Method, e.Method
 	if e.Unregistered {
@@ -132,6 +133,7 @@ func (o *observer) Start(ctx context.Context, e *wsrpc.Event) context.Context {
 	return ctx
 }
 
+// End ends the span of e with its outcome and records its duration.
 func (o *observer) End(ctx context.Context, e *wsrpc.Event) {
 	span := trace.SpanFromContext(ctx)
 	method := e.Method

@@ -242,15 +242,11 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 		Payload string `json:"payload"`
 	}
 	payload := strings.Repeat("p", 1<<10)
-	waitRound := func(seq int) {
-		timeout := time.NewTimer(10 * time.Second)
-		defer timeout.Stop()
+	// The waits below have no deadline of their own: on a busy machine
+	// any would be too short; go test's -timeout bounds them.
+	waitRound := func(int) {
 		for range readers {
-			select {
-			case <-received:
-			case <-timeout.C:
-				t.Fatalf("round %d: the readers did not all receive the broadcast", seq)
-			}
+			<-received
 		}
 	}
 	// Once it is closed, the slow client reads at last: what fitted in the
@@ -283,11 +279,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 		if n == readers {
 			// The slow peer overflowed, and is being closed.
 			overflowed = true
-			select {
-			case <-sp.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatal("the peer that overflowed was not closed")
-			}
+			<-sp.Done() // the peer that overflowed is closed
 			go readSlow()
 		} else {
 			require.Equal(t, readers+1, n)
@@ -310,11 +302,7 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	require.ErrorContains(t, sp.Err(), "outbound queue overflow")
 
 	// The slow client was told why: 1008.
-	select {
-	case err = <-slowErr:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the slow client got no close frame")
-	}
+	err = <-slowErr
 	var ce websocket.CloseError
 	require.True(t, errors.As(err, &ce), "%v", err)
 	require.Equal(t, websocket.StatusPolicyViolation, ce.Code)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -111,6 +112,7 @@ func (p *Peer) call(ctx context.Context, method string, params, result any, e *E
 	}
 	if e != nil {
 		e.RequestBytes = len(c.buf)
+		e.ID = strconv.AppendUint(nil, c.firstID, 10)
 	}
 	if err := p.send(ctx, c); err != nil {
 		return err

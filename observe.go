@@ -39,8 +39,12 @@ type Event struct {
 	// sent (outgoing only).
 	Notification bool
 	Batch        bool
+	// ID is the request's id as it went on the wire (nil for a
+	// notification, and for outgoing batch items and HTTPClient calls);
+	// valid until End returns.
+	ID []byte
 	// Peer is the connection it went over; nil over HTTP POST (both
-	// sides).
+	// sides: HTTPRequestFromContext gives an incoming POST's request).
 	Peer *Peer
 	// Start is when it began; Duration (set for End) how long it took:
 	// the handler's run (incoming), or the wait for the answer (outgoing).
@@ -73,7 +77,7 @@ type observation struct {
 func (c *config) startIn(ctx context.Context, p *Peer, req *Request, unregistered bool) context.Context {
 	e := &Event{
 		Method: req.Method, Unregistered: unregistered, Notification: req.ID == nil,
-		Peer: p, Start: time.Now(), RequestBytes: len(req.Params),
+		ID: req.ID, Peer: p, Start: time.Now(), RequestBytes: len(req.Params),
 	}
 	ctx = c.Observer.Start(ctx, e)
 	req.obs = &observation{ctx: ctx, e: e}

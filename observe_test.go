@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,9 @@ func (r *recorder) End(ctx context.Context, e *Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, *e)
+	c := *e
+	c.ID = slices.Clone(e.ID) // valid until End returns
+	r.events = append(r.events, c)
 }
 
 // take returns the events recorded so far, forgetting them, with their
@@ -88,10 +91,12 @@ func TestObserverSeesBothDirections(t *testing.T) {
 	}
 	for i := range want {
 		got := out[i]
-		got.Start, got.Err = want[i].Start, nil
+		got.Start, got.Err, got.ID = want[i].Start, nil, nil
 		require.Equal(t, want[i], got, "outgoing event %d", i)
 	}
 	require.ErrorIs(t, out[1].Err, ErrMethodNotFound)
+	require.Equal(t, "1", string(out[0].ID))
+	require.Nil(t, out[2].ID, "a notification has none")
 
 	// The server's events, in whatever order its handlers ended.
 	in := sr.take(t)
@@ -110,6 +115,7 @@ func TestObserverSeesBothDirections(t *testing.T) {
 		require.Same(t, server, e.Peer)
 	}
 	sum1 := find("math.sum", len(`[1,2]`))
+	require.Equal(t, "1", string(sum1.ID))
 	require.Equal(t, len(`{"jsonrpc":"2.0","id":1,"result":3}`), sum1.ResponseBytes)
 	require.Zero(t, sum1.Code)
 	require.False(t, sum1.Unregistered)

@@ -21,6 +21,8 @@
 //	rpc.method_original       the name the other side sent, when rpc.method is "_OTHER"
 //	                          (made valid UTF-8 and cut to 128 bytes)
 //	jsonrpc.protocol.version  "2.0"
+//	jsonrpc.request.id        the request's id (a string's without its quotes; none for a
+//	                          notification, an outgoing batch item or an HTTPClient call)
 //	rpc.response.status_code  the code of the JSON-RPC error, as a decimal string
 //	error.type                the same code; without one, "canceled", "deadline_exceeded",
 //	                          "closed", "message_too_big", or the Go type of the error

@@ -109,6 +109,10 @@ func (o *observer) Start(ctx context.Context, e *wsrpc.Event) context.Context {
 	if e.Batch {
 		attrs = append(attrs, BatchKey.Bool(true))
 	}
+	if e.ID != nil {
+		// A string id without its quotes, as the conventions ask.
+		attrs = append(attrs, semconv.JSONRPCRequestID(clip(strings.Trim(string(e.ID), `"`), 128)))
+	}
 	kind := trace.SpanKindClient
 	if !e.Outgoing {
 		kind = trace.SpanKindServer

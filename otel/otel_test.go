@@ -170,6 +170,7 @@ func TestBothSides(t *testing.T) {
 	require.Equal(t, "jsonrpc", a["rpc.system.name"].AsString())
 	require.Equal(t, "math.sum", a["rpc.method"].AsString())
 	require.Equal(t, "2.0", a["jsonrpc.protocol.version"].AsString())
+	require.Equal(t, "1", a["jsonrpc.request.id"].AsString())
 	require.Equal(t, "127.0.0.1", a["server.address"].AsString())
 	require.NotZero(t, a["server.port"].AsInt64())
 	require.Equal(t, "127.0.0.1", a["network.peer.address"].AsString())

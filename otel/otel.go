@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/obs"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -26,7 +26,7 @@ const ScopeName = "github.com/wsrpc/wsrpc/otel"
 // Other is the value of rpc.method for the names that the method table
 // does not have, and of rpc.response.status_code and error.type in
 // metrics for the codes past the first 64.
-const Other = "_OTHER"
+const Other = obs.Other
 
 // Attributes of this package beside the conventions'.
 const (
@@ -83,7 +83,7 @@ type observer struct {
 	tracer trace.Tracer
 	server rpcconv.ServerCallDuration
 	client rpcconv.ClientCallDuration
-	codes  codeSet
+	codes  obs.CodeSet
 }
 
 const jsonrpc = "jsonrpc"
@@ -152,7 +152,7 @@ func (o *observer) End(ctx context.Context, e *wsrpc.Event) {
 	if e.Err != nil {
 		if code, ok := statusCode(e.Err); ok {
 			span.SetAttributes(semconv.RPCResponseStatusCode(code), semconv.ErrorTypeKey.String(code))
-			code = o.codes.label(code)
+			code = o.codes.Label(code)
 			attrs = append(attrs, semconv.RPCResponseStatusCode(code), semconv.ErrorTypeKey.String(code))
 		} else {
 			kind := errorKind(e.Err)
@@ -183,15 +183,8 @@ func statusCode(err error) (string, bool) {
 // errorKind names an error that is not a JSON-RPC error, with few
 // values: the context's and wsrpc's own, else the Go type of err.
 func errorKind(err error) string {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.Is(err, wsrpc.ErrClosed):
-		return "closed"
-	case errors.Is(err, wsrpc.ErrMessageTooBig):
-		return "message_too_big"
+	if k, ok := obs.ErrorKind(err); ok {
+		return k
 	}
 	return semconv.ErrorType(err).Value.AsString()
 }
@@ -243,31 +236,4 @@ func clip(s string, max int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// maxCodes bounds the distinct status codes recorded in metrics.
-const maxCodes = 64
-
-// codeSet keeps the status codes seen, up to maxCodes.
-type codeSet struct {
-	mu   sync.Mutex
-	seen map[string]struct{}
-}
-
-// label returns code if it is among the first maxCodes seen, and Other
-// past them.
-func (c *codeSet) label(code string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.seen[code]; ok {
-		return code
-	}
-	if len(c.seen) >= maxCodes {
-		return Other
-	}
-	if c.seen == nil {
-		c.seen = make(map[string]struct{})
-	}
-	c.seen[code] = struct{}{}
-	return code
 }

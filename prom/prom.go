@@ -43,15 +43,15 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/obs"
 )
 
 // Other is the label value of every method name that the method table
 // does not have, and of the error codes past the first 64.
-const Other = "_OTHER"
+const Other = obs.Other
 
 // Options configure New. A nil *Options takes every default.
 type Options struct {
@@ -74,7 +74,7 @@ type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight *prometheus.GaugeVec
-	codes    codeSet
+	codes    obs.CodeSet
 }
 
 var (
@@ -168,44 +168,10 @@ func (m *Metrics) code(err error) string {
 		return "OK"
 	}
 	if we := (*wsrpc.Error)(nil); errors.As(err, &we) && we != nil {
-		return m.codes.label(strconv.FormatInt(we.Code, 10))
+		return m.codes.Label(strconv.FormatInt(we.Code, 10))
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.Is(err, wsrpc.ErrClosed):
-		return "closed"
-	case errors.Is(err, wsrpc.ErrMessageTooBig):
-		return "message_too_big"
+	if k, ok := obs.ErrorKind(err); ok {
+		return k
 	}
 	return "error"
-}
-
-// maxCodes bounds the distinct error codes that get a label value.
-const maxCodes = 64
-
-// codeSet keeps the error codes seen, up to maxCodes.
-type codeSet struct {
-	mu   sync.Mutex
-	seen map[string]struct{}
-}
-
-// label returns code if it is among the first maxCodes seen, and Other
-// past them.
-func (c *codeSet) label(code string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.seen[code]; ok {
-		return code
-	}
-	if len(c.seen) >= maxCodes {
-		return Other
-	}
-	if c.seen == nil {
-		c.seen = make(map[string]struct{})
-	}
-	c.seen[code] = struct{}{}
-	return code
 }

@@ -21,7 +21,7 @@
 //   log       {msg}             -> records msg (meant as a notification)
 //   getlog                      -> the recorded msgs, in arrival order
 
-import { WebSocketServer } from "ws";
+import { listen } from "./listen.mjs";
 import {
   JSONRPCClient,
   JSONRPCErrorException,
@@ -29,37 +29,7 @@ import {
   JSONRPCServerAndClient,
 } from "json-rpc-2.0";
 
-const wss = new WebSocketServer({
-  host: "127.0.0.1",
-  port: 0,
-  maxPayload: 64 << 20,
-});
-
-let stopping = false;
-function stop(code = 0) {
-  if (stopping) return;
-  stopping = true;
-  for (const client of wss.clients) client.terminate();
-  wss.close(() => process.exit(code));
-  // Do not hang on anything that refuses to close.
-  setTimeout(() => process.exit(code), 2000).unref();
-}
-
-process.on("SIGTERM", () => stop(0));
-process.on("SIGINT", () => stop(0));
-process.stdin.on("end", () => stop(0));
-process.stdin.on("close", () => stop(0));
-process.stdin.on("error", () => stop(0));
-process.stdin.resume();
-
-wss.on("error", (err) => {
-  console.error(`server error: ${err.message}`);
-  stop(1);
-});
-
-wss.on("listening", () => {
-  process.stdout.write(`LISTENING ${wss.address().port}\n`);
-});
+const wss = listen({ maxPayload: 64 << 20 });
 
 wss.on("connection", (ws) => {
   const log = [];

@@ -42,7 +42,8 @@
 //
 // config.trace (or STREAMS_TRACE=1 for serve) logs every frame to stderr.
 
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket } from "ws";
+import { listen } from "./listen.mjs";
 
 const NEXT = "$/stream.next";
 const END = "$/stream.end";
@@ -284,28 +285,7 @@ function subscribe(url, cfg) {
 
 function serve() {
   const trace = tracer(process.env.STREAMS_TRACE === "1");
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 64 << 20 });
-
-  let stopping = false;
-  const stop = (code = 0) => {
-    if (stopping) return;
-    stopping = true;
-    for (const client of wss.clients) client.terminate();
-    wss.close(() => process.exit(code));
-    setTimeout(() => process.exit(code), 2000).unref();
-  };
-  process.on("SIGTERM", () => stop(0));
-  process.on("SIGINT", () => stop(0));
-  process.stdin.on("end", () => stop(0));
-  process.stdin.on("close", () => stop(0));
-  process.stdin.on("error", () => stop(0));
-  process.stdin.resume();
-
-  wss.on("error", (err) => {
-    console.error(`server error: ${err.message}`);
-    stop(1);
-  });
-  wss.on("listening", () => process.stdout.write(`LISTENING ${wss.address().port}\n`));
+  const wss = listen({ maxPayload: 64 << 20 });
 
   wss.on("connection", (ws) => {
     const subs = new Map();

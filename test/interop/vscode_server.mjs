@@ -22,36 +22,10 @@
 //                     "<--" for received and "-->" for sent, msg parsed
 //   ping           -> "pong"
 
-import { WebSocketServer } from "ws";
+import { listen } from "./listen.mjs";
 import { connect, RequestCancelled, ResponseError } from "./vscode_ws.mjs";
 
-const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-
-let stopping = false;
-function stop(code = 0) {
-  if (stopping) return;
-  stopping = true;
-  for (const client of wss.clients) client.terminate();
-  wss.close(() => process.exit(code));
-  // Do not hang on anything that refuses to close.
-  setTimeout(() => process.exit(code), 2000).unref();
-}
-
-process.on("SIGTERM", () => stop(0));
-process.on("SIGINT", () => stop(0));
-process.stdin.on("end", () => stop(0));
-process.stdin.on("close", () => stop(0));
-process.stdin.on("error", () => stop(0));
-process.stdin.resume();
-
-wss.on("error", (err) => {
-  console.error(`server error: ${err.message}`);
-  stop(1);
-});
-
-wss.on("listening", () => {
-  process.stdout.write(`LISTENING ${wss.address().port}\n`);
-});
+const wss = listen();
 
 const logger = {
   error: (m) => console.error(`vscode-jsonrpc error: ${m}`),

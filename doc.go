@@ -118,6 +118,22 @@
 // PeerFromContext returns nil, and calls on a nil *Peer return [ErrNoPeer].
 // [HTTPClient] calls such an endpoint with the surface of a Peer.
 //
+// # Discovery, and other wire formats
+//
+// [Methods.Describe] says what a table knows of each method: its params
+// and result types, its arguments (required or not, by Register's rules),
+// the params structures it takes, the summary and errors its descriptor
+// declares ([Method.Doc], [Method.Errors]), and, with [Methods.Calls], the
+// methods this side calls on the other. The openrpc module builds an
+// OpenRPC document from it and serves it as rpc.discover
+// ([Methods.Discover], the one reserved name a table may serve; guards
+// apply); `wsrpc discover URL` prints it.
+//
+// [Methods.Invoke] runs a method of a table as a POST would, under its
+// middleware and guards, for handlers of other wire formats:
+// the weerpc package serves a table to Flask-RPC and Quart-RPC clients,
+// with [CheckHostOrigin] refusing what a Server refuses.
+//
 // # Custom JSON
 //
 // A Codec in the options replaces encoding/json for params and results (on both

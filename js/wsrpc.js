@@ -40,6 +40,17 @@
 // Peer.Close always sends 1000, whether it restarts, kicks a connection or
 // sheds load, so 1000 means "this connection is over", not "this client is".
 // options.shouldReconnect(info) overrides the decision (except after close()).
+//
+// Streams (the Go package's Stream, either direction). client.subscribe
+// subscribes to a stream the other side serves and gives an async iterable
+// Subscription; client.stream serves one, feeding a Sink whose send waits
+// for the subscriber's credit. Streams belong to one connection: when it
+// ends, subscriptions end with its ConnectionLostError and served streams
+// end too (sink.closed resolves "lost"); none survives a reconnect.
+// Subscribe again in onopen, which runs on every connection, without
+// awaiting the loop that reads:
+//
+//	connect("/rpc", { onopen: async (c) => { read(await c.subscribe("ticks", {})); } });
 
 /** JSON-RPC 2.0 error codes, those of the specification and wsrpc's own. */
 export const codes = Object.freeze({
@@ -134,7 +145,45 @@ export class HTTPError extends Error {
   }
 }
 
+/**
+ * What a subscription ends with when values come faster than they are
+ * taken under overflow "end", or beyond the credit it granted under
+ * "block" (the serving side broke its promise). Its name is
+ * "StreamOverflowError".
+ */
+export class StreamOverflowError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "StreamOverflowError";
+  }
+}
+
+/**
+ * What Sink.send rejects with once the stream has ended. reason is why:
+ * "closed" (this side ended it: sink.close, or the handler settled),
+ * "unsubscribed" (the subscriber left) or "lost" (the connection ended; the
+ * ConnectionLostError is the cause).
+ */
+export class StreamClosedError extends Error {
+  constructor(reason, cause) {
+    super(`wsrpc: stream closed (${reason})`, cause === undefined ? undefined : { cause });
+    this.name = "StreamClosedError";
+    /** @type {"closed"|"unsubscribed"|"lost"} */
+    this.reason = reason;
+  }
+}
+
 const OPEN = 1; // WebSocket.OPEN
+
+// The notifications of the stream protocol (see the Streams section of the
+// Go package's documentation). Names beginning with "$/stream." are wsrpc's:
+// methods of those names are never served.
+const STREAM_PREFIX = "$/stream.";
+const STREAM_NEXT = STREAM_PREFIX + "next"; // serving → subscriber: {id, value}
+const STREAM_END = STREAM_PREFIX + "end"; // serving → subscriber: {id, error?}
+const STREAM_CREDIT = STREAM_PREFIX + "credit"; // subscriber → serving: {id, n, bytes}
+const STREAM_CANCEL = STREAM_PREFIX + "cancel"; // subscriber → serving: {id}
+const OVERFLOW = ["block", "dropOldest", "end"];
 
 /**
  * @typedef {Object} CallOptions
@@ -142,6 +191,24 @@ const OPEN = 1; // WebSocket.OPEN
  *   signal's reason (an AbortError by default); a late answer is dropped
  * @property {number} [timeout] milliseconds; past it the call rejects with a
  *   TimeoutError. 0 or absent: the client's options.timeout, if any
+ */
+
+/**
+ * @typedef {Object} SubscribeOptions
+ * @property {number} [buffer=64] values received and not yet taken that the
+ *   subscription holds
+ * @property {number} [maxBytes=1048576] their bytes (of the messages, as
+ *   JSON text); under "block" the byte credit, which the serving side may
+ *   overshoot by one message
+ * @property {"block"|"dropOldest"|"end"} [overflow="block"] what happens
+ *   when values come faster than they are taken. "block": the serving side
+ *   gets credit for buffer values and maxBytes bytes, given back as values
+ *   are taken (half a buffer at a time), so it waits: nothing is lost.
+ *   "dropOldest": it sends freely and the oldest value held is dropped,
+ *   counted by sub.dropped. "end": it sends freely and a full buffer ends
+ *   the subscription with a StreamOverflowError.
+ * @property {AbortSignal} [signal] aborts the subscribe call (only)
+ * @property {number} [timeout] bounds the subscribe call (only), in ms
  */
 
 /**
@@ -208,6 +275,9 @@ export class Client {
   #pending = new Map(); // id -> call entry, sent on the current socket
   #queue = []; // frames waiting for a connection
   #methods = new Map();
+  #subs = new Map(); // subscription id -> control of a Subscription, on the current socket
+  #sinks = new Map(); // stream id -> control of a Sink served on the current socket
+  #nextSink = 0;
   #listeners = new Map();
   #waiters = [];
   #closedError = null;
@@ -337,6 +407,93 @@ export class Client {
   }
 
   /**
+   * Subscribes to the stream name on the other side (a Go Stream's
+   * Register or RegisterPush) with params, and resolves with the
+   * Subscription once the other side has answered with its id. The
+   * subscription ends when the serving side ends it, on close(), or with
+   * the connection: it does not survive a reconnect (subscribe again in
+   * onopen).
+   *
+   *	const sub = await client.subscribe("ticks", { every: 100 }, { buffer: 16 });
+   *	for await (const tick of sub) show(tick);   // break unsubscribes
+   *
+   * @param {string} name
+   * @param {Array|Object} [params]
+   * @param {SubscribeOptions} [options]
+   * @returns {Promise<Subscription>} rejects as call does, and with a
+   *   TypeError for bad options
+   */
+  async subscribe(name, params, { buffer = 64, maxBytes = 1 << 20, overflow = "block", signal, timeout } = {}) {
+    if (!Number.isInteger(buffer) || buffer < 1) throw new TypeError("wsrpc: buffer must be a positive integer");
+    if (!(maxBytes > 0)) throw new TypeError("wsrpc: maxBytes must be positive");
+    if (!OVERFLOW.includes(overflow)) throw new TypeError(`wsrpc: overflow must be one of ${OVERFLOW.join(", ")}`);
+    const c = this.#newCall(name, params, { signal, timeout });
+    if (!c.entry.settled) this.#submit({ items: [c.item], batch: false });
+    const id = await c.promise;
+    // The answer came on c.entry.ws: the stream lives there, and nowhere
+    // else (the serving side sends nothing before the credit below).
+    const ws = c.entry.ws;
+    if (typeof id !== "string" || id === "") {
+      throw new RPCError(codes.INTERNAL_ERROR, `wsrpc: subscribing to ${name}: the answer is not a subscription id`, id);
+    }
+    if (!ws || ws !== this.#ws || ws.readyState !== OPEN) {
+      throw this.#closedError ?? new ConnectionLostError(`wsrpc: subscribing to ${name}: connection lost`);
+    }
+    if (this.#subs.has(id)) throw new Error(`wsrpc: subscribing to ${name}: the other side answered an id in use (${id})`);
+    const write = (text) => ws.readyState === OPEN && ws.send(text);
+    let ctl;
+    const sub = new Subscription(id, { buffer, maxBytes, overflow }, write, (c) => {
+      ctl = c;
+      this.#subs.set(id, c);
+    }, () => {
+      if (this.#subs.get(id) === ctl) this.#subs.delete(id);
+    });
+    write(streamText(STREAM_CREDIT, overflow === "block" ? { id, n: buffer, bytes: maxBytes } : { id, n: -1 }));
+    return sub;
+  }
+
+  /**
+   * Serves the stream name to the other side (whose Go code subscribes
+   * with Stream.Subscribe). On each subscription, handler(params, sink)
+   * is called as its id is answered; it sends values with sink.send (the
+   * first waits for the subscriber's first credit), and the stream ends when the handler's promise settles (as
+   * with Go's Stream.Register): fulfilled, a normal end; rejected or
+   * thrown, an end with that error: an RPCError goes out as is, anything
+   * else as -32603 "internal error" and is logged here. To feed a sink from
+   * elsewhere, keep it and return sink.closed. The stream also ends when
+   * the other side unsubscribes or the connection ends (sink.closed and
+   * sink.signal tell); errors the handler throws after that are dropped.
+   *
+   *	client.stream("page.clicks", async (params, sink) => {
+   *	  for (const c of clicks) await sink.send(c); // waits for the subscriber's credit
+   *	});
+   *
+   * @param {string} name
+   * @param {(params: *, sink: Sink) => (void|Promise<void>)} handler
+   * @returns {() => void} unregisters it (streams already served go on)
+   */
+  stream(name, handler) {
+    return this.register(name, (params) => {
+      const ws = this.#ws; // the subscribe call is being read from it
+      const id = "s" + ++this.#nextSink;
+      let ctl;
+      const sink = new Sink(id, (text) => ws.readyState === OPEN && ws.send(text), (c) => {
+        ctl = c;
+        this.#sinks.set(id, c);
+      }, () => {
+        if (this.#sinks.get(id) === ctl) this.#sinks.delete(id);
+      }, this.#log, name);
+      Promise.resolve()
+        .then(() => handler(params, sink))
+        .then(
+          () => sink.close(),
+          (e) => sink.close(e ?? new Error(`wsrpc: stream ${name} rejected with ${e}`)),
+        );
+      return id;
+    });
+  }
+
+  /**
    * Closes the connection (code 1000 unless given; browsers allow 1000 and
    * 3000-4999) and stops reconnecting. Pending and queued calls reject at
    * once with a ConnectionLostError, as do later calls.
@@ -359,6 +516,7 @@ export class Client {
       }
     }
     this.#abortHandlers?.abort(err);
+    this.#endStreams(err);
     this.#stop(err);
     this.#callHook(this.onclose, { code, reason, wasClean: true, opened, error: err, reconnecting: false });
   }
@@ -434,6 +592,7 @@ export class Client {
     );
     // What was sent on this socket will never be answered.
     for (const e of [...this.#pending.values()]) e.fail(lost);
+    this.#endStreams(lost);
     let err = lost;
     if (!opened && url && this.#opts.probe) {
       info.status = await this.#probe(url);
@@ -553,6 +712,7 @@ export class Client {
     for (const it of live) {
       if (it.entry) {
         it.entry.sent = true;
+        it.entry.ws = ws;
         this.#pending.set(it.entry.id, it.entry);
       }
     }
@@ -588,6 +748,7 @@ export class Client {
       return this.#reply(ws, [errorReply(null, codes.PARSE_ERROR, "parse error")]);
     }
     if (!Array.isArray(msg)) {
+      if (isStreamMessage(msg)) return this.#streamMessage(msg, data);
       const r = this.#item(msg, signal);
       if (r) Promise.resolve(r).then((x) => x && this.#reply(ws, [x]));
       return;
@@ -609,7 +770,10 @@ export class Client {
       if (m.jsonrpc !== "2.0" || typeof m.method !== "string") {
         return isCall ? errorReply(m.id, codes.INVALID_REQUEST, "invalid request") : undefined;
       }
-      if (!isCall) return this.#notified(m.method, m.params);
+      if (!isCall) {
+        if (m.method.startsWith(STREAM_PREFIX)) return; // inside a batch: ignored
+        return this.#notified(m.method, m.params);
+      }
       return this.#serve(m, signal);
     }
     if ("id" in m && ("result" in m || "error" in m)) {
@@ -622,7 +786,7 @@ export class Client {
   }
 
   async #serve(m, signal) {
-    const h = this.#methods.get(m.method);
+    const h = m.method.startsWith(STREAM_PREFIX) ? undefined : this.#methods.get(m.method);
     if (!h) return errorReply(m.id, codes.METHOD_NOT_FOUND, "method not found");
     try {
       const result = await h(m.params, { client: this, method: m.method, signal });
@@ -632,6 +796,39 @@ export class Client {
       this.#log.error(`wsrpc: handler ${m.method}:`, e);
       return errorReply(m.id, codes.INTERNAL_ERROR, "internal error");
     }
+  }
+
+  // #streamMessage acts on a stream message of the current socket. Messages
+  // for unknown ids, and malformed ones, are ignored.
+  #streamMessage(m, data) {
+    const p = m.params;
+    if (p === null || typeof p !== "object" || typeof p.id !== "string") return;
+    switch (m.method) {
+      case STREAM_NEXT:
+        // The size counted is the whole message's, as a wsrpc serving side
+        // counts it against the byte credit.
+        this.#subs.get(p.id)?.push(p.value ?? null, utf8Length(data));
+        break;
+      case STREAM_END:
+        this.#subs.get(p.id)?.end(p.error === undefined || p.error === null ? null : RPCError.from(p.error));
+        break;
+      case STREAM_CREDIT:
+        this.#sinks.get(p.id)?.grant(Number(p.n) || 0, Number(p.bytes) || 0);
+        break;
+      case STREAM_CANCEL:
+        this.#sinks.get(p.id)?.cancel();
+        break;
+    }
+  }
+
+  // #endStreams ends every stream of the connection that ended with err.
+  #endStreams(err) {
+    const subs = [...this.#subs.values()];
+    const sinks = [...this.#sinks.values()];
+    this.#subs.clear();
+    this.#sinks.clear();
+    for (const s of subs) s.end(err);
+    for (const s of sinks) s.lost(err);
   }
 
   #notified(name, params) {
@@ -687,6 +884,315 @@ export class BatchBuilder {
     if (this.closed) throw new Error("wsrpc: batch already sent");
     this.items.push({ msg: request(method, params), entry: null });
   }
+}
+
+/**
+ * The values of one stream subscribed to with Client.subscribe, in order.
+ * It is an async iterator: for await (const v of sub) takes them until the
+ * stream ends; leaving the loop early (break, return, throw) unsubscribes.
+ * An end with an error (an RPCError from the serving side, a
+ * StreamOverflowError, the ConnectionLostError when the connection ends)
+ * is thrown once the values received before it are taken.
+ */
+export class Subscription {
+  #id;
+  #write;
+  #detach;
+  #policy;
+  #max;
+  #maxBytes;
+  #buf = []; // [value, size] received, not yet taken
+  #bytes = 0;
+  #dropped = 0;
+  #ended = false;
+  #error = null; // why it ended; null for a normal end
+  #waiters = []; // next() calls waiting for a value
+  #owedN = 0; // credit to give back ("block")
+  #owedBytes = 0;
+
+  /** @hideconstructor made by Client.subscribe */
+  constructor(id, { buffer, maxBytes, overflow }, write, attach, detach) {
+    this.#id = id;
+    this.#write = write;
+    this.#detach = detach;
+    this.#policy = overflow;
+    this.#max = buffer;
+    this.#maxBytes = maxBytes;
+    attach({ push: (v, size) => this.#push(v, size), end: (err) => this.#end(err) });
+  }
+
+  /** @returns {string} the subscription id, chosen by the serving side */
+  get id() {
+    return this.#id;
+  }
+
+  /** @returns {number} how many values overflow "dropOldest" has dropped */
+  get dropped() {
+    return this.#dropped;
+  }
+
+  /**
+   * Takes the next value, waiting for one.
+   * @returns {Promise<IteratorResult<*>>} {value, done: false}, or
+   *   {done: true} once the stream has ended normally (or close() was
+   *   called) and every value is taken; rejects with the error that ended
+   *   it, every time it is called after that
+   */
+  next() {
+    if (this.#buf.length > 0) return Promise.resolve({ value: this.#take(), done: false });
+    if (this.#ended) return this.#error ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Unsubscribes: the serving side is told, and next() ends the iteration
+   * once the values already received are taken. Later calls do nothing.
+   */
+  close() {
+    if (this.#end(null)) this.#write(streamText(STREAM_CANCEL, { id: this.#id }));
+  }
+
+  /** Unsubscribes; what for await calls when a loop is left early. */
+  return() {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  #take() {
+    const [v, size] = this.#buf.shift();
+    this.#bytes -= size;
+    if (this.#policy === "block" && !this.#ended) {
+      this.#owedN++;
+      this.#owedBytes += size;
+      if (this.#owedN * 2 >= this.#max || this.#owedBytes * 2 >= this.#maxBytes) {
+        this.#write(streamText(STREAM_CREDIT, { id: this.#id, n: this.#owedN, bytes: this.#owedBytes }));
+        this.#owedN = this.#owedBytes = 0;
+      }
+    }
+    return v;
+  }
+
+  // #push adds a value received, under the overflow policy.
+  #push(v, size) {
+    if (this.#ended) return;
+    const full = this.#buf.length >= this.#max || (this.#buf.length > 0 && this.#bytes + size > this.#maxBytes);
+    let over = false;
+    if (this.#policy === "block") {
+      // Values held plus values taken and not yet credited back: what was
+      // granted and not given back. A value beyond is a broken promise.
+      over = this.#buf.length + this.#owedN >= this.#max;
+    } else if (full && this.#policy === "dropOldest") {
+      while (this.#buf.length > 0 && (this.#buf.length >= this.#max || this.#bytes + size > this.#maxBytes)) {
+        this.#bytes -= this.#buf.shift()[1];
+        this.#dropped++;
+      }
+    } else {
+      over = full;
+    }
+    if (over) {
+      this.#end(new StreamOverflowError(`wsrpc: stream ${this.#id} overflowed its buffer of ${this.#max} values`));
+      this.#write(streamText(STREAM_CANCEL, { id: this.#id }));
+      return;
+    }
+    this.#buf.push([v, size]);
+    this.#bytes += size;
+    this.#deliver();
+  }
+
+  // #end ends the subscription with err (null: normal), unless it has
+  // ended; it reports whether this call ended it.
+  #end(err) {
+    if (this.#ended) return false;
+    this.#ended = true;
+    this.#error = err;
+    this.#detach();
+    this.#deliver();
+    return true;
+  }
+
+  #deliver() {
+    while (this.#waiters.length > 0 && this.#buf.length > 0) this.#waiters.shift().resolve({ value: this.#take(), done: false });
+    if (!this.#ended || this.#buf.length > 0) return;
+    for (const w of this.#waiters.splice(0)) {
+      this.#error ? w.reject(this.#error) : w.resolve({ value: undefined, done: true });
+    }
+  }
+}
+
+/**
+ * Sends the values of one subscription to a stream served with
+ * Client.stream.
+ */
+export class Sink {
+  #id;
+  #write;
+  #detach;
+  #log;
+  #name;
+  #active = false; // a credit came: the subscriber has the id
+  #credit = 0; // values it may still send; -1: no limit
+  #bytes = 0; // bytes it may still send (may go below 0 by one value)
+  #queue = []; // sends waiting for credit, in order
+  #ended = false;
+  #endError = null; // for the end message
+  #closedError = null; // what send rejects with
+  #ac = new AbortController();
+  #resolveClosed;
+
+  /** @hideconstructor made by Client.stream */
+  constructor(id, write, attach, detach, log, name) {
+    this.#id = id;
+    this.#write = write;
+    this.#detach = detach;
+    this.#log = log;
+    this.#name = name;
+    /**
+     * Resolves when the stream has ended, with why: "closed" (this side
+     * ended it), "unsubscribed" (the subscriber left) or "lost" (the
+     * connection ended). Never rejects.
+     * @type {Promise<"closed"|"unsubscribed"|"lost">}
+     */
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    attach({
+      grant: (n, bytes) => this.#grant(n, bytes),
+      cancel: () => this.#finish(null, "unsubscribed"),
+      lost: (err) => this.#finish(null, "lost", err),
+    });
+  }
+
+  /** @returns {string} the subscription id, as the subscriber knows it */
+  get id() {
+    return this.#id;
+  }
+
+  /** @returns {AbortSignal} aborted when the stream ends (with a StreamClosedError) */
+  get signal() {
+    return this.#ac.signal;
+  }
+
+  /**
+   * Sends value (any JSON value) to the subscriber, after the values sent
+   * before it.
+   * @param {*} value
+   * @returns {Promise<void>} resolves once it is written, which waits for the
+   *   subscriber's credit (its buffer has room: backpressure); rejects with a
+   *   StreamClosedError once the stream has ended, or with
+   *   JSON.stringify's error
+   */
+  send(value) {
+    if (this.#ended) return Promise.reject(this.#closedError);
+    let v;
+    try {
+      v = JSON.stringify(value) ?? "null";
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const text = `{"jsonrpc":"2.0","method":"${STREAM_NEXT}","params":{"id":${JSON.stringify(this.#id)},"value":${v}}}`;
+    // The size counted is the value's, as a wsrpc subscriber gives it back.
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ text, size: utf8Length(v), resolve, reject });
+      this.#flush();
+    });
+  }
+
+  /**
+   * Ends the stream; error (none for a normal end) goes to the subscriber:
+   * an RPCError as is, anything else as -32603 "internal error", logged
+   * here. Sends still waiting for credit reject. Later calls do nothing.
+   * @param {*} [error]
+   */
+  close(error) {
+    this.#finish(error ?? null, "closed");
+  }
+
+  #flush() {
+    while (this.#queue.length > 0 && this.#active && (this.#credit < 0 || (this.#credit > 0 && this.#bytes > 0))) {
+      const q = this.#queue.shift();
+      if (this.#credit > 0) {
+        this.#credit--;
+        this.#bytes -= q.size;
+      }
+      this.#write(q.text);
+      q.resolve();
+    }
+  }
+
+  #grant(n, bytes) {
+    if (this.#ended) {
+      // Ended before the subscriber had its id: the end is due now.
+      this.#active = true;
+      this.#write(this.#endMessage());
+      this.#detach();
+      return;
+    }
+    this.#active = true;
+    if (n < 0) this.#credit = -1;
+    else if (this.#credit >= 0) {
+      this.#credit = Math.min(this.#credit + n, 2 ** 40);
+      this.#bytes = Math.min(this.#bytes + Math.max(bytes, 0), 2 ** 50);
+    }
+    this.#flush();
+  }
+
+  #finish(endError, reason, cause) {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#endError = endError;
+    this.#closedError = new StreamClosedError(reason, cause);
+    for (const q of this.#queue.splice(0)) q.reject(this.#closedError);
+    this.#ac.abort(this.#closedError);
+    this.#resolveClosed(reason);
+    // The subscriber hears of an end of ours once it has the id (its first
+    // credit); of the others, it knows.
+    if (reason !== "closed") this.#detach();
+    else if (this.#active) {
+      this.#write(this.#endMessage());
+      this.#detach();
+    }
+  }
+
+  #endMessage() {
+    const params = { id: this.#id };
+    const e = this.#endError;
+    if (e !== null) {
+      params.error = { code: codes.INTERNAL_ERROR, message: "internal error" };
+      if (e instanceof RPCError) params.error = e.toJSON();
+      else this.#log.error(`wsrpc: stream ${this.#name}:`, e);
+    }
+    try {
+      return streamText(STREAM_END, params);
+    } catch (err) {
+      this.#log.error(`wsrpc: stream ${this.#name}: cannot encode the error:`, err);
+      return streamText(STREAM_END, { id: this.#id, error: { code: codes.INTERNAL_ERROR, message: "internal error" } });
+    }
+  }
+}
+
+function isStreamMessage(m) {
+  return m !== null && typeof m === "object" && m.jsonrpc === "2.0" && !("id" in m) &&
+    typeof m.method === "string" && m.method.startsWith(STREAM_PREFIX);
+}
+
+function streamText(method, params) {
+  return JSON.stringify({ jsonrpc: "2.0", method, params });
+}
+
+// utf8Length returns the bytes of s in UTF-8, as WebSocket sends it (a lone
+// surrogate becomes U+FFFD, 3 bytes).
+function utf8Length(s) {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++, (n += 2);
+    else n += 2;
+  }
+  return n;
 }
 
 function request(method, params, id) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,10 +89,13 @@ func chromium(t *testing.T) string {
 // the open endpoint's table over weeRPC (/weerpc, and /weerpc-elsewhere,
 // which refuses this server's host).
 type fixture struct {
-	url      string
-	notes    chan string   // "note" notifications received
-	release  chan struct{} // ends "hang" handlers
-	connects atomic.Int32
+	url       string
+	notes     chan string   // "note" notifications received
+	release   chan struct{} // ends "hang" handlers
+	connects  atomic.Int32
+	peers     chan *wsrpc.Peer // from peer.hand
+	feeds     feedRuns
+	producers sync.WaitGroup // of feed
 }
 
 type subtractArgs struct {
@@ -105,8 +109,9 @@ type reverseArgs struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{notes: make(chan string, 16), release: make(chan struct{})}
+	f := &fixture{notes: make(chan string, 16), release: make(chan struct{}), peers: make(chan *wsrpc.Peer, 1)}
 	m := wsrpc.NewMethods()
+	f.registerStreams(m)
 	wsrpc.Register(m, "subtract", func(ctx context.Context, a subtractArgs) (float64, error) {
 		return a.Minuend - a.Subtrahend, nil
 	})
@@ -217,6 +222,7 @@ func newFixture(t *testing.T) *fixture {
 				t.Errorf("shutdown: %v", err)
 			}
 		}
+		f.producers.Wait() // their streams ended with their peers
 		srv.Close()
 	})
 	return f
@@ -672,6 +678,11 @@ return {
 			t.Errorf("refused: %+v", res.Refused)
 		}
 	})
+
+	t.Run("StreamSubscribe", func(t *testing.T) { testStreamSubscribe(t, tab) })
+	t.Run("StreamOverflow", func(t *testing.T) { testStreamOverflow(t, tab) })
+	t.Run("StreamServe", func(t *testing.T) { testStreamServe(t, f, tab) })
+	t.Run("StreamConnectionLost", func(t *testing.T) { testStreamConnectionLost(t, tab) })
 
 	t.Run("Screenshot", func(t *testing.T) {
 		png, err := chromedp.Run(tab, chromedp.CaptureScreenshot())

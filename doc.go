@@ -185,8 +185,11 @@
 // any bytes left, so it may overshoot by one message. Without "bytes" a
 // credit sets no limit on bytes; n = -1 lifts the limit on both (what
 // OverflowDropOldest and OverflowEnd send). A subscriber that gets more
-// than it granted ends the subscription with ErrStreamOverflow and
-// unsubscribes. After $/stream.cancel the serving side sends nothing more
+// than its buffer holds (more values than Buffer, or more than MaxBytes
+// and one message) ends the subscription with ErrStreamOverflow and
+// unsubscribes. A stream whose subscriber sends no first credit within
+// Limits.MessageTimeout of the answer (it gave up waiting for it) ends,
+// and its producer sees ErrUnsubscribed. After $/stream.cancel the serving side sends nothing more
 // for that id, not even an end. Messages for unknown ids are ignored, as
 // are stream messages inside a batch.
 //

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"reflect"
 	"strconv"
+	"time"
 )
 
 // This file is typed streams: a subscription whose values the serving side
@@ -137,12 +138,15 @@ func (s Stream[P, T]) Register(t *Methods, fn func(ctx context.Context, params P
 			return "", err
 		}
 		p := st.p
-		if !p.launch(func() {
+		p.mu.Lock()
+		launched := p.launch(func() {
 			p.enterUser()
 			err := fn(st.ctx, params, &Sink[T]{st: st})
 			p.leaveUser()
 			st.end(err, nil, true)
-		}) {
+		})
+		p.mu.Unlock()
+		if !launched {
 			st.end(nil, p.Err(), false)
 			return "", p.Err()
 		}
@@ -230,6 +234,9 @@ type sinkState struct {
 	endErr error         // sent in the end message
 	why    error         // Sink.Err
 	wake   chan struct{} // closed when credit comes or the stream ends
+	// idle ends a stream whose subscriber sends no first credit (it gave
+	// up before the answer came) within Limits.MessageTimeout.
+	idle *time.Timer
 }
 
 // newSink makes the sink of a subscription on the peer of ctx, within
@@ -254,6 +261,9 @@ func newSink(ctx context.Context) (*sinkState, error) {
 		p.streams.sinks = map[string]*sinkState{}
 	}
 	p.streams.sinks[st.id] = st
+	st.idle = time.AfterFunc(p.cfg.MessageTimeout, func() {
+		st.end(nil, fmt.Errorf("%w: no credit within %v of the answer", ErrUnsubscribed, p.cfg.MessageTimeout), false)
+	})
 	return st, nil
 }
 
@@ -389,6 +399,7 @@ func (st *sinkState) end(endErr, why error, notify bool) {
 		return
 	}
 	st.ended, st.endErr, st.why = true, endErr, why
+	st.idle.Stop()
 	st.wakeLocked()
 	close(st.done)
 	send := notify && st.active
@@ -612,6 +623,7 @@ func (p *Peer) endStreams(cause error) {
 	for _, st := range p.streams.sinks {
 		if !st.ended {
 			st.ended, st.why = true, cause
+			st.idle.Stop()
 			st.wakeLocked()
 			close(st.done)
 			st.cancel()
@@ -673,6 +685,7 @@ func (p *Peer) streamMessage(env *envelope, size int) {
 			delete(p.streams.sinks, m.ID)
 			if !st.ended {
 				st.ended, st.why = true, ErrUnsubscribed
+				st.idle.Stop()
 				st.wakeLocked()
 				close(st.done)
 				st.cancel()
@@ -728,6 +741,9 @@ func (st *subState) push(v []byte, msg, maxMessage int64) []byte {
 // sink. It reports a sink that ended before it was active, whose end
 // message is now due. Called with p.mu held.
 func (st *sinkState) grant(n int64, bytes *int64) (endDue bool) {
+	if !st.active {
+		st.idle.Stop()
+	}
 	st.active = true
 	switch {
 	case n < 0:

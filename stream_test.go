@@ -327,3 +327,29 @@ func TestStreamByteCreditKeepsFlowing(t *testing.T) {
 		require.Len(t, got, 2000)
 	})
 }
+
+// TestStreamWithoutCredit: a subscriber that never sends its first credit
+// (it gave up before the answer came) does not hold the stream, nor its
+// producer, beyond MessageTimeout.
+func TestStreamWithoutCredit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ended := make(chan error, 1)
+		m := NewMethods()
+		feed.Register(m, func(ctx context.Context, a feedArgs, sink *Sink[feedItem]) error {
+			err := sink.Send(ctx, feedItem{})
+			ended <- err
+			return err
+		})
+		_, raw := rawPeer(t, &options{Methods: m, Limits: Limits{PingInterval: -1, MessageTimeout: time.Minute, MaxStreams: 1}})
+		require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"s1"}`,
+			exchange(t, raw, `{"jsonrpc":"2.0","id":1,"method":"feed","params":{"count":1}}`))
+		require.Contains(t, exchange(t, raw, `{"jsonrpc":"2.0","id":2,"method":"feed","params":{"count":1}}`), "too many streams")
+		time.Sleep(time.Minute)
+		err := <-ended
+		require.ErrorIs(t, err, ErrStreamClosed)
+		require.ErrorIs(t, err, ErrUnsubscribed)
+		require.JSONEq(t, `{"jsonrpc":"2.0","id":3,"result":"s2"}`,
+			exchange(t, raw, `{"jsonrpc":"2.0","id":3,"method":"feed","params":{"count":1}}`), "its place is free")
+	})
+}

@@ -158,6 +158,9 @@ func rsCheckMembers(t *testing.T, data []byte, env *envelope) {
 	}
 }
 
+// fuzzFeed is a stream the fuzzed peer serves: the values of its params.
+var fuzzFeed = NewStream[[]int, int]("feed")
+
 // rsFuzzMethods are the methods a fuzzed peer serves: quick ones, failing
 // and panicking ones, and with slow, slow ones and ones calling back.
 func rsFuzzMethods(slow bool) *Methods {
@@ -179,6 +182,14 @@ func rsFuzzMethods(slow bool) *Methods {
 		B string `json:"b"`
 	}) (int, error) {
 		return p.A + len(p.B), nil
+	})
+	fuzzFeed.Register(m, func(ctx context.Context, a []int, sink *Sink[int]) error {
+		for i := range min(len(a), 8) {
+			if err := sink.Send(ctx, a[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if !slow {
 		return m
@@ -400,6 +411,13 @@ func FuzzPeerTranscript(f *testing.F) {
 		`{"jsonrpc":"2.0","id":{},"method":"ok"}` + "\n" + `[]` + "\n" + `[` + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"ok"},`, 12) + `1]`,
 		`{"jsonrpc":"2.0","id":"x","method":"typed","params":{"a":"b"}}` + "\n" + `{"jsonrpc":"2.0","id":"y","method":"typed","params":[1,"two"]}`,
 		"\xff\n\n{\n[\n\"\\ud800\"",
+		`{"jsonrpc":"2.0","id":1,"method":"slow"}` + "\n" + `{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}` + "\n" +
+			`{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":"x"}}` + "\n" + `{"jsonrpc":"2.0","method":"$/cancelRequest","params":5}` + "\n" +
+			`[{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}},{"jsonrpc":"2.0","id":1,"method":"ok"}]`,
+		`{"jsonrpc":"2.0","id":2,"method":"feed","params":[1,2,3]}` + "\n" + `{"jsonrpc":"2.0","method":"$/stream.credit","params":{"id":"s1","n":2,"bytes":100}}` + "\n" +
+			`{"jsonrpc":"2.0","method":"$/stream.credit","params":{"id":"s1","n":-1}}` + "\n" + `{"jsonrpc":"2.0","method":"$/stream.cancel","params":{"id":"s1"}}` + "\n" +
+			`{"jsonrpc":"2.0","method":"$/stream.next","params":{"id":"s9","value":1}}` + "\n" + `{"jsonrpc":"2.0","method":"$/stream.end","params":{"id":"s9","error":{"code":1}}}` + "\n" +
+			`{"jsonrpc":"2.0","method":"$/stream.credit","params":[1]}` + "\n" + `{"jsonrpc":"2.0","id":3,"method":"$/stream.next"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -419,7 +437,7 @@ func FuzzPeerTranscript(f *testing.F) {
 		}
 		var got [][]byte
 		synctest.Test(t, func(t *testing.T) {
-			r := rsNewRaw(&options{Methods: rsFuzzMethods(true), Limits: Limits{MaxHandlers: 3, MaxQueued: 4, MaxBatch: transcriptMaxBatch}}, 256)
+			r := rsNewRaw(&options{Methods: rsFuzzMethods(true), CancelMethod: LSPCancel, Limits: Limits{MaxHandlers: 3, MaxQueued: 4, MaxBatch: transcriptMaxBatch}}, 256)
 			var mu sync.Mutex
 			read := make(chan struct{})
 			go func() {

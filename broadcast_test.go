@@ -88,6 +88,23 @@ func TestBroadcastFilterAndPeerIDs(t *testing.T) {
 	}
 }
 
+// ConnectedAt is when the handshake completed, on both sides, and stays
+// the same for the peer's whole life.
+func TestPeerConnectedAt(t *testing.T) {
+	t.Parallel()
+	connected := make(chan *Peer, 1)
+	s := appServe(t, &options{OnConnect: func(p *Peer) { connected <- p }})
+	before := time.Now()
+	client := appDial(t, s.ws, nil)
+	p := <-connected
+	after := time.Now()
+	for _, at := range []time.Time{p.ConnectedAt(), client.ConnectedAt()} {
+		require.False(t, at.Before(before), "ConnectedAt before the dial began")
+		require.False(t, at.After(after), "ConnectedAt after the peer was connected")
+	}
+	require.Equal(t, p.ConnectedAt(), p.ConnectedAt())
+}
+
 // Once its queue is written, an idle peer is back to its reading goroutine:
 // the queue's goroutine exists only while there is something to send.
 func TestBroadcastQueueGoroutineEnds(t *testing.T) {

@@ -24,6 +24,7 @@ type Peer struct {
 	cfg     *config
 	conn    transport
 	httpReq *http.Request
+	since   time.Time // see ConnectedAt
 	// server is the Server the peer belongs to, nil for other peers; cl
 	// is its name and topics there (cluster.go), guarded by server.mu.
 	server *Server
@@ -119,6 +120,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		cfg:      cfg,
 		conn:     t,
 		httpReq:  r,
+		since:    time.Now(),
 		slots:    make(chan struct{}, cfg.MaxPending),
 		writeSem: make(chan struct{}, 1),
 		help:     make(chan struct{}, 1),
@@ -219,6 +221,11 @@ func (p *Peer) checkSettled() {
 // HTTPRequest returns the upgrade request of an accepted peer (its headers,
 // cookies and remote address), or nil for a dialed peer.
 func (p *Peer) HTTPRequest() *http.Request { return p.httpReq }
+
+// ConnectedAt returns when the peer was made: once its WebSocket handshake
+// had completed (Dial, Accept, a Server's upgrade), or when NewPeer or
+// Pipe made it.
+func (p *Peer) ConnectedAt() time.Time { return p.since }
 
 // Identity returns what Authenticate (ServerOptions, AcceptOptions) or
 // SetIdentity attached to the peer, or nil.

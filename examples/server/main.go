@@ -1,6 +1,7 @@
 // Command server serves the example contract (package examples/api) at
 // /rpc: WebSocket JSON-RPC, and HTTP POST on the same route; and at
-// /weerpc to Flask-RPC and Quart-RPC clients (package weerpc).
+// /weerpc to Flask-RPC and Quart-RPC clients (package weerpc); and the
+// inspector's page at /debug/inspect, its data for local callers only.
 //
 //	go run ./examples/server -addr 127.0.0.1:8095
 //	curl -H 'Content-Type: application/json' \
@@ -25,6 +26,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/examples/api"
+	"github.com/wsrpc/wsrpc/inspect"
 	"github.com/wsrpc/wsrpc/openrpc"
 	"github.com/wsrpc/wsrpc/weerpc"
 )
@@ -40,9 +42,12 @@ func main() {
 	methods := api.Methods()
 	methods.Use(wsrpc.Logging(logger), wsrpc.Recover(logger))
 	openrpc.Serve(methods, openrpc.Info{Title: "wsrpc example", Version: "1.0.0", Servers: []openrpc.Server{{URL: "ws://" + *addr + "/rpc"}}})
+	insp := inspect.New(nil)
+	defer insp.Close()
 	srv := api.NewServer(&wsrpc.ServerOptions{
-		Methods: methods,
-		Logger:  logger,
+		Methods:  methods,
+		Logger:   logger,
+		Observer: insp,
 		OnConnect: func(p *wsrpc.Peer) {
 			logger.Info("connected", "peer", p.ID(), "remote", p.HTTPRequest().RemoteAddr)
 		},
@@ -50,8 +55,12 @@ func main() {
 			logger.Info("disconnected", "peer", p.ID(), "remote", p.HTTPRequest().RemoteAddr, "why", p.Err())
 		},
 	})
+	// The inspector's methods tell who is connected: local callers only.
+	insp.Register(methods, srv, wsrpc.Guarded(wsrpc.AllowHosts("localhost")))
 	mux := http.NewServeMux()
 	mux.Handle("/rpc", srv)
+	mux.Handle("/wsrpc.js", wsrpc.ScriptHandler())
+	mux.Handle("/debug/inspect", insp.Handler())
 	// The same table over weeRPC, with its middleware and guards.
 	mux.Handle("/weerpc", weerpc.NewHandler(&weerpc.Options{Methods: methods, Logger: logger}))
 	hs := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -201,8 +201,10 @@
 // code, bytes). Its context reaches the handler, so a tracer's span
 // wraps it. Names that no method of the table has are marked
 // Unregistered, so that metrics keep a fixed label for them. The otel and
-// prom modules of this repository are Observers; without one, nothing is
-// measured.
+// prom modules of this repository are Observers, and so is package
+// inspect, whose page shows the peers, the methods (counts, error rates,
+// latency percentiles) and the calls per second, live; without one,
+// nothing is measured.
 //
 // # Concurrency and ordering
 //
@@ -410,6 +412,7 @@ package wsrpc
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
 //	redial.go     Redialer: a client that dials again (its goroutine: run)
+//	inspect/      package inspect: an Observer counting per method, inspect.snapshot/watch, and its page (Handler)
 //	observe.go    the Observer hook: Event, and where calls start and end both ways
 //	describe.go   what a table tells of itself (Describe, rpc.discover) and Invoke for other wire formats
 //	script.go     ScriptHandler: serves js/wsrpc.js, the browser client
@@ -441,6 +444,7 @@ package wsrpc
 //	outbound       drainOutbound: returns when the outbound queue (broadcasts, cancels) is empty or the peer closes
 //	keepalive      the ping timer's goroutine: returns after one ping
 //	producer       a Stream.Register function: its goroutine returns when the function does
+//	inspector      inspect's loop: publishes updates while a page watches; returns when none is left, or at Close
 //	redialer       Redialer.run: returns when the Redialer stops (ctx, Close, or the server's word)
 //	closing        violation on a goroutine of its own (outbound overflow): returns after the close handshake
 //	timers         lapse and handoffCheck become the reader (adopt) or return at once

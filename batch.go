@@ -31,10 +31,16 @@ type batchItems struct {
 func (b *batchItems) addCall(method string, params, result any) *BatchCall {
 	if len(b.slab) == cap(b.slab) {
 		// A new chunk; the calls handed out still point into the old one.
-		b.slab = make([]BatchCall, 0, min(max(2*cap(b.slab), 8), 256))
+		b.slab = make([]BatchCall, 0, min(max(2*cap(b.slab), 16), 256))
 	}
 	b.slab = append(b.slab, BatchCall{Method: method, result: result})
 	c := &b.slab[len(b.slab)-1]
+	if b.items == nil {
+		// Batches are built to be many calls: start past the smallest
+		// growth steps, each a copy with write barriers.
+		b.items = make([]batchItem, 0, 16)
+		b.calls = make([]*BatchCall, 0, 16)
+	}
 	b.items = append(b.items, batchItem{method: method, params: params, call: c})
 	b.calls = append(b.calls, c)
 	return c

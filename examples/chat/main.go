@@ -16,9 +16,9 @@
 //   - a wsrpc.Key holding each connection's state (name, room), set in
 //     OnConnect and read by the handlers and in OnDisconnect;
 //   - the page calling the server: join, say, rooms;
-//   - the server broadcasting notifications to some pages
-//     (Server.Broadcast with a filter on the room: "message") or all
-//     ("rooms");
+//   - the server sending notifications to some pages (Peer.Join on the
+//     room's topic and Server.Publish: "message") or all
+//     (Server.Broadcast: "rooms");
 //   - the server calling the pages: "presence", a call that each page in
 //     a room answers when someone joins or leaves it;
 //   - the page reconnecting by itself and joining its room again (the

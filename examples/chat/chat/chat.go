@@ -7,7 +7,8 @@
 //
 //	join  [room]  leaves the current room, joins room; returns its members
 //	say   [text]  sends the notification "message" {room, from, text, at}
-//	              to the room's members (Server.Broadcast)
+//	              to the room's members (Server.Publish to the topic
+//	              "room.<room>", which each member joined)
 //	rooms []      lists the rooms and how many are in each
 //
 // and what the server sends it:
@@ -21,6 +22,7 @@ package chat
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -88,7 +90,13 @@ type Chat struct {
 }
 
 // New returns a chat server that logs to logger (nil: nowhere).
-func New(logger *slog.Logger) *Chat {
+func New(logger *slog.Logger) *Chat { return NewWithBroker(logger, nil) }
+
+// NewWithBroker returns a chat server that shares its rooms' messages with
+// the other servers on broker (wsrpc.ServerOptions.Broker; nil: none), as
+// examples/cluster does over NATS. Member lists, presence and room counts
+// stay each server's own.
+func NewWithBroker(logger *slog.Logger, broker wsrpc.Broker) *Chat {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,6 +109,7 @@ func New(logger *slog.Logger) *Chat {
 	c.srv = wsrpc.NewServer(&wsrpc.ServerOptions{
 		Methods: m,
 		Logger:  logger,
+		Broker:  broker,
 		// The page passes the user's name as its token: ?token=ada. A
 		// real chat would take a session cookie set at login here.
 		Authenticate: func(r *http.Request) (any, error) {
@@ -188,6 +197,12 @@ func (c *Chat) join(ctx context.Context, args struct{ Room string }) ([]string, 
 	c.mu.Unlock()
 
 	c.log.Info("join", "user", s.name, "room", room, "left", old)
+	if old != "" {
+		p.Leave(roomTopic(old))
+	}
+	if err := p.Join(roomTopic(room)); err != nil {
+		c.log.Warn("join: the other servers' messages will not reach this room", "err", err)
+	}
 	// Tell the others, even if the caller goes away meanwhile.
 	actx := context.WithoutCancel(ctx)
 	if old != "" {
@@ -216,17 +231,16 @@ func (c *Chat) say(ctx context.Context, args struct{ Text string }) (int, error)
 		return 0, wsrpc.NewError(1003, "join a room first", nil)
 	}
 	msg := Message{Room: room, From: s.name, Text: text, At: time.Now().UTC().Truncate(time.Millisecond)}
-	res, err := c.srv.Broadcast(ctx, "message", msg, func(p *wsrpc.Peer) bool {
-		ps, ok := sessionKey.Get(p)
-		if !ok {
-			return false
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return ps.room == room
-	})
+	res, err := c.srv.Publish(ctx, roomTopic(room), "message", msg)
+	if errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		c.log.Warn("say: the message did not reach the other servers", "err", err)
+		err = nil // this server's members have it
+	}
 	return res.Sent, err
 }
+
+// roomTopic is the wsrpc topic whose members are room's.
+func roomTopic(room string) string { return "room." + room }
 
 // disconnected is OnDisconnect: the peer leaves its room, and the others
 // in it are told on a goroutine of their own (Shutdown waits for it).

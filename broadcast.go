@@ -99,6 +99,12 @@ func (s *Server) Broadcast(ctx context.Context, method string, params any, filte
 	if err != nil {
 		return res, err
 	}
+	return s.broadcast(ctx, msg, filter)
+}
+
+// broadcast queues msg for the peers filter selects (all for nil), and for
+// the connections completing their handshake, which it waits for.
+func (s *Server) broadcast(ctx context.Context, msg []byte, filter func(*Peer) bool) (res BroadcastResult, err error) {
 	s.mu.Lock()
 	peers := make([]*Peer, 0, len(s.peers))
 	for p := range s.peers {

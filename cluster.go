@@ -26,15 +26,20 @@ type Broker interface {
 	// included. Messages from one publisher arrive in the order published.
 	Publish(ctx context.Context, topic string, msg []byte) error
 	// Subscribe calls deliver with each message published to topic, one
-	// at a time, until stop is called.
+	// at a time, until stop is called. deliver may take up to the
+	// Server's WriteTimeout (it waits for room in peers' queues, as
+	// Broadcast does), so a Broker buffers what arrives meanwhile. stop
+	// need not wait for a deliver in progress.
 	Subscribe(topic string, deliver func(msg []byte)) (stop func(), err error)
 	// Request sends msg to one instance serving name and returns its
 	// reply. When no instance serves name it returns at once an error
 	// wrapping ErrPeerNotFound.
 	Request(ctx context.Context, name string, msg []byte) ([]byte, error)
 	// Serve answers the requests for name with handle, until stop is
-	// called. When several instances serve a name, each request goes to
-	// one of them.
+	// called (which need not wait for a handle in progress). When
+	// several instances serve a name, each request goes to one of them.
+	// A Serve or Subscribe that fails is not retried: a Broker that can,
+	// registers while disconnected and takes effect on reconnecting.
 	Serve(name string, handle func(ctx context.Context, msg []byte) []byte) (stop func(), err error)
 }
 
@@ -314,6 +319,16 @@ func (s *Server) stopCluster() {
 	}
 }
 
+// brokerError is a Broker's error as wsrpc returns it: wrapping
+// ErrBrokerUnavailable, unless it is about the message (ErrMessageTooBig:
+// the broker's own limit), which retrying will not mend.
+func brokerError(err error) error {
+	if errors.Is(err, ErrMessageTooBig) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
+}
+
 // busTopic is the Broker topic of a wsrpc topic; "" (every peer) is "*".
 func busTopic(topic string) string {
 	if topic == "" {
@@ -343,7 +358,7 @@ func (s *Server) Publish(ctx context.Context, topic, method string, params any) 
 	if b := s.cfg.Broker; b != nil {
 		bus := append([]byte(s.cl.instance+"\n"), msg...)
 		if err := b.Publish(ctx, busTopic(topic), bus); err != nil {
-			return res, fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
+			return res, brokerError(err)
 		}
 	}
 	return res, nil
@@ -365,16 +380,14 @@ func (s *Server) encodeNotification(method string, params any) ([]byte, error) {
 
 // publishLocal delivers msg to this instance's peers in topic.
 func (s *Server) publishLocal(ctx context.Context, topic string, msg []byte) (res BroadcastResult, err error) {
+	if topic == "" {
+		// Every peer, as Broadcast: those completing their handshake too.
+		return s.broadcast(ctx, msg, nil)
+	}
 	var peers []*Peer
 	s.mu.Lock()
-	if topic == "" {
-		for p := range s.peers {
-			peers = append(peers, p)
-		}
-	} else {
-		for p := range s.cl.topics[topic] {
-			peers = append(peers, p)
-		}
+	for p := range s.cl.topics[topic] {
+		peers = append(peers, p)
 	}
 	s.mu.Unlock()
 	for _, p := range peers {
@@ -472,7 +485,7 @@ func (s *Server) callPeer(ctx context.Context, name, method string, params any, 
 		if errors.Is(err, ErrPeerNotFound) || ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
+		return nil, brokerError(err)
 	}
 	var r busReply
 	if err := json.Unmarshal(out, &r); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -206,9 +205,9 @@ func TestTopicsAndNamesAreOneToken(t *testing.T) {
 }
 
 // TestInstanceStopped: clients connected through Redialers keep calling
-// while the instance they are on is stopped. Each client's dialer tries
-// its own instance first, then the others (the test's rotation: Redial
-// has one URL); those of the stopped instance reconnect to another one,
+// while the instance they are on is stopped. Each client's Redialer has
+// its own instance first, then the others (RedialOptions.URLs); those of
+// the stopped instance reconnect to another one,
 // log in again in OnConnect, and are reachable by name from every
 // instance; no call of any client fails.
 func TestInstanceStopped(t *testing.T) {
@@ -231,15 +230,13 @@ func TestInstanceStopped(t *testing.T) {
 	var clients []*client
 	for i := range 12 {
 		c := &client{name: fmt.Sprintf("u%02d", i), home: i % 3, connected: make(chan struct{}, 16), progress: make(chan struct{}, 1)}
-		var addrs []string
-		for k := range ins {
-			addrs = append(addrs, ins[(c.home+k)%3].addr)
+		var others []string
+		for k := 1; k < len(ins); k++ {
+			others = append(others, ins[(c.home+k)%3].ws)
 		}
 		c.r = wsrpc.Redial(ctx, ins[c.home].ws, &wsrpc.RedialOptions{
-			Dial: wsrpc.DialOptions{
-				Methods:    clientMethods(c.name, nil, nil, nil),
-				HTTPClient: &http.Client{Transport: &http.Transport{DialContext: rotatingDialer(addrs)}},
-			},
+			Dial: wsrpc.DialOptions{Methods: clientMethods(c.name, nil, nil, nil)},
+			URLs: others,
 			MinDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
 			OnConnect: func(ctx context.Context, p *wsrpc.Peer) error {
 				return p.Call(ctx, "login", []string{c.name}, nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -230,18 +229,3 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
-// rotatingDialer dials the first of addrs that accepts, from the first:
-// how a test client rotates over instances (RedialOptions has one URL).
-func rotatingDialer(addrs []string) func(ctx context.Context, network, _ string) (net.Conn, error) {
-	var d net.Dialer
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var err error
-		for _, a := range addrs {
-			var c net.Conn
-			if c, err = d.DialContext(ctx, network, a); err == nil {
-				return c, nil
-			}
-		}
-		return nil, err
-	}
-}

@@ -235,8 +235,8 @@ func TestInstanceStopped(t *testing.T) {
 			others = append(others, ins[(c.home+k)%3].ws)
 		}
 		c.r = wsrpc.Redial(ctx, ins[c.home].ws, &wsrpc.RedialOptions{
-			Dial: wsrpc.DialOptions{Methods: clientMethods(c.name, nil, nil, nil)},
-			URLs: others,
+			Dial:     wsrpc.DialOptions{Methods: clientMethods(c.name, nil, nil, nil)},
+			URLs:     others,
 			MinDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
 			OnConnect: func(ctx context.Context, p *wsrpc.Peer) error {
 				return p.Call(ctx, "login", []string{c.name}, nil)

@@ -227,7 +227,7 @@ func TestDocumentExampleContract(t *testing.T) {
 	for _, me := range d.Methods {
 		names = append(names, me.Name)
 	}
-	equal(t, "methods", strings.Join(names, " "), "echo fail get_data math.sum news notify_hello notify_sum reverse.call reverse.notify sleep subtract sum update")
+	equal(t, "methods", strings.Join(names, " "), "countdown echo fail get_data math.sum news notify_hello notify_sum reverse.call reverse.notify sleep subtract sum update")
 	equal(t, "subtract", jsonOf(t, method(t, d, "subtract", DirectionServer)),
 		`{"name":"subtract","paramStructure":"either","params":[{"name":"minuend","required":true,"schema":{"type":"number"}},`+
 			`{"name":"subtrahend","required":true,"schema":{"type":"number"}}],"result":{"name":"result","schema":{"type":"number"}},"x-wsrpc-direction":"server"}`)

@@ -65,6 +65,11 @@ type NewsArgs struct {
 	Text string `json:"text"`
 }
 
+// CountdownArgs are the params of the "countdown" stream.
+type CountdownArgs struct {
+	From int `json:"from"`
+}
+
 // Stats is the result of "admin.stats".
 type Stats struct {
 	Peers   int      `json:"peers"`
@@ -107,11 +112,13 @@ var (
 	// AdminStats answers the server's numbers; admins only (CodeUnauthorized
 	// otherwise).
 	AdminStats = wsrpc.NewMethod[any, Stats]("admin.stats")
+	// Countdown is a stream: from, from-1, ..., 1, then the end.
+	Countdown = wsrpc.NewStream[CountdownArgs, int]("countdown").Doc("Counts down to 1.")
 
 	// Served lists what the server serves (News is the clients').
 	Served = []wsrpc.Descriptor{
 		Subtract, Sum, MathSum, GetData, Update, NotifyHello, NotifySum, Echo,
-		Fail, Sleep, ReverseCall, ReverseNotify, NewsPublish, AdminStats,
+		Fail, Sleep, ReverseCall, ReverseNotify, NewsPublish, AdminStats, Countdown,
 	}
 )
 
@@ -158,6 +165,14 @@ func Methods() *wsrpc.Methods {
 			return 0, ctx.Err()
 		}
 	})
+	Countdown.Register(m, func(ctx context.Context, a CountdownArgs, sink *wsrpc.Sink[int]) error {
+		for i := a.From; i > 0; i-- {
+			if err := sink.Send(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	ReverseCall.Register(m, func(ctx context.Context, a ReverseArgs) (json.RawMessage, error) {
 		var res json.RawMessage
 		err := wsrpc.PeerFromContext(ctx).Call(ctx, a.Method, params(a.Params), &res)
@@ -196,6 +211,9 @@ func NewServer(opts *wsrpc.ServerOptions) *wsrpc.Server {
 	}
 	if o.Limits.MaxMessageSize == 0 {
 		o.Limits.MaxMessageSize = MaxMessageSize
+	}
+	if o.CancelMethod == "" {
+		o.CancelMethod = wsrpc.LSPCancel // a client that gives up stops the handler too
 	}
 	if o.Authenticate == nil {
 		o.Authenticate = authenticate

@@ -63,7 +63,7 @@ func run(url string) error {
 		return nil
 	})
 
-	peer, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Methods: mine})
+	peer, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Methods: mine, CancelMethod: wsrpc.LSPCancel})
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func run(url string) error {
 	}
 	fmt.Printf("   all 5 done in %v\n", time.Since(start).Round(10*time.Millisecond))
 
-	step("cancelling a call returns at once and leaves the connection up")
+	step("cancelling a call returns at once, stops the server's handler ($/cancelRequest), and leaves the connection up")
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	err = peer.Call(cctx, "sleep", api.SleepArgs{MS: 1000}, nil)
 	cancel()
@@ -162,6 +162,20 @@ func run(url string) error {
 		return err
 	}
 	fmt.Println("   then echo:", string(echoed))
+
+	step("a stream: countdown from 5 through a buffer of 2 (the server waits while the client's buffer is full)")
+	sub, err := api.Countdown.Subscribe(ctx, peer, api.CountdownArgs{From: 5}, &wsrpc.SubscribeOptions{Buffer: 2})
+	if err != nil {
+		return err
+	}
+	fmt.Print("  ")
+	for v, err := range sub.All() {
+		if err != nil {
+			return err
+		}
+		fmt.Print(" ", v)
+	}
+	fmt.Println(" (end)")
 
 	step("the API declared once: api.MathSum.Call(ctx, peer, api.PairArgs{X: 1.5, Y: 2})")
 	total, err = api.MathSum.Call(ctx, peer, api.PairArgs{X: 1.5, Y: 2})

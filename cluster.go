@@ -459,7 +459,12 @@ func (s *Server) NotifyPeer(ctx context.Context, name, method string, params any
 
 func (s *Server) callPeer(ctx context.Context, name, method string, params any, notify bool) (json.RawMessage, error) {
 	if p := s.Named(name); p != nil {
-		return callLocal(ctx, p, method, params, notify)
+		raw, err := callLocal(ctx, p, method, params, notify)
+		if errors.Is(err, ErrClosed) {
+			// As from another instance: the peer went.
+			err = fmt.Errorf("%w: %q: %w", ErrPeerNotFound, name, err)
+		}
+		return raw, err
 	}
 	b := s.cfg.Broker
 	if b == nil {

@@ -412,6 +412,9 @@ package wsrpc
 //	pipe.go       Pipe: two peers connected in memory (the transport is in conn.go)
 //	key.go        Key: typed per-connection values
 //	redial.go     Redialer: a client that dials again (its goroutine: run)
+//	weerpc/       package weerpc: the same table served to Flask-RPC and Quart-RPC clients (weeRPC over POST)
+//	internal/obs  the outcome labels the otel and prom modules share (modules of their own: openrpc, otel,
+//	              prom, natsbroker; see the README's Design)
 //	inspect/      package inspect: an Observer counting per method, inspect.snapshot/watch, and its page (Handler)
 //	observe.go    the Observer hook: Event, and where calls start and end both ways
 //	describe.go   what a table tells of itself (Describe, rpc.discover) and Invoke for other wire formats

@@ -114,27 +114,35 @@ func knownKey(b []byte) string {
 	if len(b) < 4 {
 		return ""
 	}
-	var k string
+	// Each comparison is with a constant, which the compiler turns into a
+	// few word loads instead of a call to memequal.
 	switch b[1] {
 	case 'j':
-		k = `"jsonrpc"`
+		if len(b) >= 9 && string(b[:9]) == `"jsonrpc"` {
+			return `"jsonrpc"`
+		}
 	case 'i':
-		k = `"id"`
+		if string(b[:4]) == `"id"` {
+			return `"id"`
+		}
 	case 'm':
-		k = `"method"`
+		if len(b) >= 8 && string(b[:8]) == `"method"` {
+			return `"method"`
+		}
 	case 'p':
-		k = `"params"`
+		if len(b) >= 8 && string(b[:8]) == `"params"` {
+			return `"params"`
+		}
 	case 'r':
-		k = `"result"`
+		if len(b) >= 8 && string(b[:8]) == `"result"` {
+			return `"result"`
+		}
 	case 'e':
-		k = `"error"`
-	default:
-		return ""
+		if len(b) >= 7 && string(b[:7]) == `"error"` {
+			return `"error"`
+		}
 	}
-	if len(b) < len(k) || string(b[:len(k)]) != k {
-		return ""
-	}
-	return k
+	return ""
 }
 
 // parseObject scans the object at b[i] into e and returns the index after

@@ -348,17 +348,27 @@ func (st *sinkState) take(ctx context.Context, n int64) error {
 			p.mu.Unlock()
 			return nil
 		}
-		if st.wake == nil {
-			st.wake = make(chan struct{})
+		if err := p.await(ctx, &st.wake); err != nil {
+			return err
 		}
-		wake := st.wake
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	}
+}
+
+// await waits, with p.mu held, until *wake is closed (it makes the channel
+// if none waits yet) or ctx ends. p.mu is held again on a nil return, and
+// released on ctx's error.
+func (p *Peer) await(ctx context.Context, wake *chan struct{}) error {
+	if *wake == nil {
+		*wake = make(chan struct{})
+	}
+	w := *wake
+	p.mu.Unlock()
+	select {
+	case <-w:
 		p.mu.Lock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -543,17 +553,9 @@ func (st *subState) take(ctx context.Context) ([]byte, error) {
 			p.mu.Unlock()
 			return nil, err
 		}
-		if st.wake == nil {
-			st.wake = make(chan struct{})
+		if err := p.await(ctx, &st.wake); err != nil {
+			return nil, err
 		}
-		wake := st.wake
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		p.mu.Lock()
 	}
 	sv := st.buf[0]
 	v := sv.v

@@ -553,3 +553,55 @@ func ExampleStream() {
 	fmt.Println("end")
 	// Output: 0 1 4 9 16 end
 }
+
+// Describe tells what a table serves and calls, from its registrations and
+// descriptors: the openrpc module builds rpc.discover's document from it.
+func ExampleMethods_Describe() {
+	type MoveArgs struct {
+		X     float64 `json:"x"`
+		Y     float64 `json:"y"`
+		Label *string `json:"label"` // a pointer: optional
+	}
+	methods := wsrpc.NewMethods()
+	wsrpc.NewMethod[MoveArgs, bool]("move").Doc("Moves the cursor.").
+		Register(methods, func(context.Context, MoveArgs) (bool, error) { return true, nil })
+	Ticks.Register(methods, func(context.Context, TickArgs, *wsrpc.Sink[int]) error { return nil })
+	methods.Calls(wsrpc.NewNotification[string]("client.toast")) // this side calls it on the other
+
+	for _, mi := range methods.Describe() {
+		fmt.Printf("%s calls=%v stream=%v structure=%s summary=%q\n", mi.Name, mi.Calls, mi.Stream, mi.ParamStructure, mi.Summary)
+		for _, a := range mi.Args {
+			fmt.Printf("  %s %v required=%v\n", a.Name, a.Type, a.Required)
+		}
+	}
+	// Output:
+	// client.toast calls=true stream=false structure=by-position summary=""
+	// move calls=false stream=false structure=either summary="Moves the cursor."
+	//   x float64 required=true
+	//   y float64 required=true
+	//   label *string required=false
+	// ticks calls=false stream=true structure=either summary=""
+	//   count int required=true
+}
+
+// Invoke runs a method of a table as a POST would, guards included: how
+// another wire format serves the same table (see the weerpc package).
+func ExampleMethods_Invoke() {
+	methods := wsrpc.NewMethods()
+	wsrpc.Register(methods, "sum", func(_ context.Context, xs []int) (int, error) {
+		n := 0
+		for _, x := range xs {
+			n += x
+		}
+		return n, nil
+	})
+	r, _ := http.NewRequest(http.MethodPost, "http://localhost/custom", nil)
+	ctx := wsrpc.WithHTTPRequest(context.Background(), r, nil) // what guards see
+	res, err := methods.Invoke(ctx, &wsrpc.Request{Method: "sum", Params: json.RawMessage(`[1,2,3]`)}, nil)
+	fmt.Println(res, err)
+	_, err = methods.Invoke(ctx, &wsrpc.Request{Method: "nope"}, nil)
+	fmt.Println(err)
+	// Output:
+	// 6 <nil>
+	// jsonrpc error -32601: method not found: "nope"
+}

@@ -349,7 +349,9 @@
 //     end of its message (or of the control frame), on accepted
 //     connections and on dialed ones whose HTTP client wsrpc can wrap;
 //     past it the connection is dropped. On a Server, it bounds the body
-//     of a POST as well: a body that stalls is answered 408.
+//     of a POST as well: a body that stalls is answered 408. It also
+//     bounds the wait for a stream's first credit: a stream whose
+//     subscriber sends none in time ends.
 //   - MaxConnections 10000 peers and POST requests in progress per
 //     [Server], together; past it, HTTP 429.
 //   - Method names are at most [MaxMethodNameLen] bytes; the "rpc." prefix is

@@ -105,7 +105,8 @@ type Limits struct {
 	PingTimeout time.Duration
 	// MessageTimeout bounds the time from the first to the last byte of
 	// one incoming message (checked every eighth of it, so within an
-	// eighth more), and the body of a POST request. Default 30s.
+	// eighth more), the body of a POST request, and the wait for a
+	// stream's first credit (see Stream). Default 30s.
 	MessageTimeout time.Duration
 }
 

@@ -72,8 +72,9 @@ type SubscribeOptions struct {
 	// Buffer bounds the values received and not yet taken. Default 64.
 	Buffer int
 	// MaxBytes bounds their bytes (as JSON). Under OverflowBlock it is
-	// the byte credit granted, which the serving side may overshoot by
-	// one message. Default 1 MiB.
+	// also the byte credit granted, counted in whole $/stream.next
+	// messages, which the serving side may overshoot by one message.
+	// Default 1 MiB.
 	MaxBytes int64
 	// Overflow says what happens when the buffer is full. Default
 	// OverflowBlock.

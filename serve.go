@@ -80,6 +80,12 @@ type serving struct {
 	// the reader reads nothing more until one is free, so that a flood
 	// costs one refusal, not one per message.
 	refused atomic.Bool // written with Peer.mu held; read without it too
+	// flooded: a request was refused since the queue was last empty.
+	// Meanwhile a request that fills the queue again pauses the reader
+	// (refused) before the next is read, rather than have that one
+	// refused: the flood still costs one refusal, however fast the
+	// reader is woken and handlers take the queue.
+	flooded bool
 	// room is closed when room may have been made (bytes released, a
 	// notification place freed, a reason not to wait), waking a paused
 	// reader.
@@ -446,12 +452,16 @@ func (p *Peer) decide(in *inbound) admission {
 	case len(p.queue) < p.cfg.MaxQueued:
 		p.queue = append(p.queue, in)
 		p.ringHelp()
+		if p.flooded && len(p.queue) == p.cfg.MaxQueued {
+			p.refused.Store(true)
+		}
 		return admitQueued
 	}
 	if in.batch == nil {
 		p.untrackID(in.env.id)
 	}
 	p.refused.Store(!over)
+	p.flooded = p.flooded || !over
 	return admitBusy
 }
 
@@ -596,6 +606,9 @@ func (p *Peer) popQueue() *inbound {
 	in := p.queue[0]
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
+	if len(p.queue) == 0 {
+		p.flooded = false
+	}
 	p.wakeReader() // a queue place is free
 	return in
 }

@@ -405,23 +405,34 @@ func (st *sinkState) wakeLocked() {
 func (st *sinkState) end(endErr, why error, notify bool) {
 	p := st.p
 	p.mu.Lock()
-	if st.ended {
+	if !st.endLocked(why) {
 		p.mu.Unlock()
 		return
 	}
-	st.ended, st.endErr, st.why = true, endErr, why
-	st.idle.Stop()
-	st.wakeLocked()
-	close(st.done)
+	st.endErr = endErr
 	send := notify && st.active
 	if !notify || st.active {
 		delete(p.streams.sinks, st.id)
 	}
 	p.mu.Unlock()
-	st.cancel()
 	if send {
 		p.write(st.endMessage())
 	}
+}
+
+// endLocked marks the stream ended, why being what Err reports, and wakes
+// whatever waits on it; false if it had ended already. Called with p.mu
+// held: cancelling a context runs no user code on this goroutine.
+func (st *sinkState) endLocked(why error) bool {
+	if st.ended {
+		return false
+	}
+	st.ended, st.why = true, why
+	st.idle.Stop()
+	st.wakeLocked()
+	close(st.done)
+	st.cancel()
+	return true
 }
 
 func (st *sinkState) endMessage() []byte {
@@ -621,16 +632,10 @@ type streams struct {
 	subs  map[string]*subState  // subscribed to
 }
 
-// endAll ends every stream of a closing peer. Called with p.mu held.
+// endStreams ends every stream of a closing peer. Called with p.mu held.
 func (p *Peer) endStreams(cause error) {
 	for _, st := range p.streams.sinks {
-		if !st.ended {
-			st.ended, st.why = true, cause
-			st.idle.Stop()
-			st.wakeLocked()
-			close(st.done)
-			st.cancel()
-		}
+		st.endLocked(cause)
 	}
 	for _, st := range p.streams.subs {
 		st.finishLocked(cause)
@@ -686,13 +691,7 @@ func (p *Peer) streamMessage(env *envelope, size int) {
 	case streamCancel:
 		if st := p.streams.sinks[m.ID]; st != nil {
 			delete(p.streams.sinks, m.ID)
-			if !st.ended {
-				st.ended, st.why = true, ErrUnsubscribed
-				st.idle.Stop()
-				st.wakeLocked()
-				close(st.done)
-				st.cancel()
-			}
+			st.endLocked(ErrUnsubscribed)
 		}
 	}
 	p.mu.Unlock()

@@ -59,12 +59,8 @@ func info[P, R any](name string) *MethodInfo {
 		mi.Params, mi.ParamStructure = nil, "either"
 	case d.shape == shapeStruct:
 		mi.ParamStructure = "either"
-		st := mi.Params
-		for st.Kind() == reflect.Pointer {
-			st = st.Elem()
-		}
 		for i, f := range d.fields {
-			mi.Args = append(mi.Args, Arg{Name: f, Type: fieldType(st, f), Required: d.required[i]})
+			mi.Args = append(mi.Args, Arg{Name: f, Type: d.types[i], Required: d.required[i]})
 		}
 	case d.shape == shapeMap:
 		mi.ParamStructure = "by-name"
@@ -77,32 +73,6 @@ func info[P, R any](name string) *MethodInfo {
 		mi.Result = nil
 	}
 	return mi
-}
-
-// fieldType returns the type of t's field whose JSON name is name.
-func fieldType(t reflect.Type, name string) reflect.Type {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		n := f.Name
-		if tag, ok := f.Tag.Lookup("json"); ok {
-			if tn, _, _ := cutComma(tag); tn != "" {
-				n = tn
-			}
-		}
-		if n == name && f.IsExported() && !f.Anonymous {
-			return f.Type
-		}
-	}
-	return nil
-}
-
-func cutComma(s string) (before, after string, found bool) {
-	for i := range len(s) {
-		if s[i] == ',' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // Describe returns what the table knows of each method it serves, and of

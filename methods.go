@@ -283,7 +283,8 @@ func register[P, R any](m *Methods, mi *MethodInfo, fn func(ctx context.Context,
 // paramsDecoder maps JSON params onto a P, following the rules of Register.
 type paramsDecoder[P any] struct {
 	shape  shape
-	fields []string // json names of a struct's positional fields
+	fields []string       // json names of a struct's positional fields
+	types  []reflect.Type // their types (for Methods.Describe)
 	// required[i]: fields[i] must be given; extra: unknown named
 	// arguments are accepted (a struct opted in, or has embedded fields).
 	required  []bool
@@ -347,7 +348,7 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 		d.shape = shapeAny
 	case reflect.Struct:
 		d.shape = shapeStruct
-		d.fields, d.required, d.extra = structFields(et)
+		d.fields, d.types, d.required, d.extra = structFields(et)
 		d.needed = slices.Contains(d.required, true)
 		for _, f := range d.fields {
 			d.fieldKeys = append(d.fieldKeys, []byte(f))
@@ -367,9 +368,9 @@ func newParamsDecoder[P any]() *paramsDecoder[P] {
 }
 
 // structFields lists the json names of t's exported fields in declaration
-// order, as encoding/json would name them, whether each is a required
+// order, as encoding/json would name them, their types, whether each is a required
 // argument, and whether t accepts named arguments it has no field for.
-func structFields(t reflect.Type) (names []string, required []bool, extra bool) {
+func structFields(t reflect.Type) (names []string, types []reflect.Type, required []bool, extra bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		wtag := f.Tag.Get("wsrpc")
@@ -396,9 +397,10 @@ func structFields(t reflect.Type) (names []string, required []bool, extra bool) 
 			}
 		}
 		names = append(names, name)
+		types = append(types, f.Type)
 		required = append(required, !optional)
 	}
-	return names, required, extra
+	return names, types, required, extra
 }
 
 // checkNamed checks the named arguments of the JSON object obj against a

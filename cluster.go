@@ -151,26 +151,36 @@ func (s *Server) syncName(name string) error {
 	if b == nil || name == "" {
 		return nil
 	}
+	return s.syncReg(&s.cl.served, name, func() bool { return s.cl.names[name] != nil }, func() (func(), error) {
+		return b.Serve(name, func(ctx context.Context, msg []byte) []byte {
+			return s.serveNamed(ctx, name, msg)
+		})
+	})
+}
+
+// syncReg makes regs[key] a registration on the Broker (made by register,
+// ended by the stop it returns) if and only if want holds, and the Server
+// is not shutting down. want runs with s.mu held; register and stop with
+// regMu only.
+func (s *Server) syncReg(regs *map[string]func(), key string, want func() bool, register func() (func(), error)) error {
 	s.cl.regMu.Lock()
 	defer s.cl.regMu.Unlock()
 	s.mu.Lock()
-	want := s.cl.names[name] != nil && !s.closing
+	w := want() && !s.closing
 	s.mu.Unlock()
-	stop := s.cl.served[name]
+	stop := (*regs)[key]
 	switch {
-	case want && stop == nil:
-		stop, err := b.Serve(name, func(ctx context.Context, msg []byte) []byte {
-			return s.serveNamed(ctx, name, msg)
-		})
+	case w && stop == nil:
+		stop, err := register()
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
+			return brokerError(err)
 		}
-		if s.cl.served == nil {
-			s.cl.served = map[string]func(){}
+		if *regs == nil {
+			*regs = map[string]func(){}
 		}
-		s.cl.served[name] = stop
-	case !want && stop != nil:
-		delete(s.cl.served, name)
+		(*regs)[key] = stop
+	case !w && stop != nil:
+		delete(*regs, key)
 		stop()
 	}
 	return nil
@@ -280,27 +290,9 @@ func (s *Server) syncTopic(topic string) error {
 	if b == nil {
 		return nil
 	}
-	s.cl.regMu.Lock()
-	defer s.cl.regMu.Unlock()
-	s.mu.Lock()
-	want := (topic == "" || len(s.cl.topics[topic]) > 0) && !s.closing
-	s.mu.Unlock()
-	stop := s.cl.subs[topic]
-	switch {
-	case want && stop == nil:
-		stop, err := b.Subscribe(busTopic(topic), func(msg []byte) { s.fromBus(topic, msg) })
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
-		}
-		if s.cl.subs == nil {
-			s.cl.subs = map[string]func(){}
-		}
-		s.cl.subs[topic] = stop
-	case !want && stop != nil:
-		delete(s.cl.subs, topic)
-		stop()
-	}
-	return nil
+	return s.syncReg(&s.cl.subs, topic, func() bool { return topic == "" || len(s.cl.topics[topic]) > 0 }, func() (func(), error) {
+		return b.Subscribe(busTopic(topic), func(msg []byte) { s.fromBus(topic, msg) })
+	})
 }
 
 // stopCluster ends this instance's part in the cluster, at Shutdown (once

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // MaxMethodNameLen bounds the length of a registered method name.
@@ -264,6 +265,15 @@ func register[P, R any](m *Methods, mi *MethodInfo, fn func(ctx context.Context,
 	// before they go back, so that they hold nothing of a call.
 	var values sync.Pool
 	m.register(mi.Name, func(ctx context.Context, req *Request) (any, error) {
+		if dec.basic != nil && dec.basicFits(req) {
+			// Basic values are written in place, through a pointer
+			// that does not escape: no pool needed.
+			var p P
+			if err := dec.basic.decode(req.Params, unsafe.Pointer(&p)); err != nil {
+				return nil, err
+			}
+			return fn(ctx, p)
+		}
 		pp, _ := values.Get().(*P)
 		if pp == nil {
 			pp = new(P)
@@ -450,6 +460,13 @@ func (d *paramsDecoder[P]) checkNone() error {
 	return nil
 }
 
+// basicFits reports whether req's params take the basic decoder: an array,
+// already validated, for the default codec.
+func (d *paramsDecoder[P]) basicFits(req *Request) bool {
+	params := req.Params
+	return len(params) > 0 && params[0] == '[' && req.codec == nil && sameSlice(params, req.scanned)
+}
+
 var errParamsShape = &Error{Code: CodeInvalidParams, Message: "invalid params"}
 
 func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
@@ -469,7 +486,7 @@ func (d *paramsDecoder[P]) decode(req *Request, p *P) error {
 	}
 	isArray := params[0] == '['
 	if d.basic != nil && isArray && codec == nil {
-		return d.basic.decode(params, reflect.ValueOf(p).Elem())
+		return d.basic.decode(params, unsafe.Pointer(p))
 	}
 	switch d.shape {
 	case shapeStruct:

@@ -170,18 +170,30 @@ func kindOf(t reflect.Type) basicKind {
 }
 
 // basicDecoder decodes params into a P that is a basic value, or an array or
-// slice of basic values; decided once, at registration.
+// slice of basic values. Where each value goes, and how wide it is, is
+// worked out once, at registration: a call writes the values in place,
+// with no reflection (for a slice, one reflect.MakeSlice).
 type basicDecoder struct {
 	t    reflect.Type
 	elem basicKind // kind of the value, or of the elements of a list
+	size uintptr   // bytes of the value, or of an element
 	list bool
+	n    int // elements of an array; -1 for a slice
 }
 
 func newBasicDecoder(t reflect.Type) *basicDecoder {
-	if k, list := basicShape(t); k != notBasic {
-		return &basicDecoder{t: t, elem: k, list: list}
+	k, list := basicShape(t)
+	if k == notBasic {
+		return nil
 	}
-	return nil
+	d := &basicDecoder{t: t, elem: k, size: t.Size(), list: list, n: -1}
+	if list {
+		d.size = t.Elem().Size()
+		if t.Kind() == reflect.Array {
+			d.n = t.Len()
+		}
+	}
+	return d
 }
 
 // basicShape says whether values of t take the fast paths of this file: a
@@ -201,40 +213,55 @@ func basicShape(t reflect.Type) (k basicKind, list bool) {
 	return k, list
 }
 
-// decode fills dst (addressable, of type d.t) from params, a valid JSON
-// array: the elements for a list, the one element for a basic value.
-func (d *basicDecoder) decode(params []byte, dst reflect.Value) error {
-	n := 0
-	err := eachElem(params, func(i int, tok []byte) error {
-		n++
-		if !d.list {
-			if i > 0 {
-				return nil // counted below
-			}
-			return setBasic(dst, d.elem, tok, i)
+// sliceHeader is the layout of a Go slice.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+// decode fills dst, which points to a zero value of type d.t, from params,
+// a valid JSON array: the elements for a list, the one element for a basic
+// value.
+func (d *basicDecoder) decode(params []byte, dst unsafe.Pointer) error {
+	if d.list && d.n < 0 {
+		// A slice: count, make it, then fill it in place.
+		n := countElems(params)
+		s := reflect.MakeSlice(d.t, n, n)
+		base := s.UnsafePointer()
+		if err := eachElem(params, func(i int, tok []byte) error {
+			return setBasicAt(unsafe.Add(base, uintptr(i)*d.size), d.elem, d.size, tok, i)
+		}); err != nil {
+			return err
 		}
-		if d.t.Kind() == reflect.Array {
-			if i >= d.t.Len() {
-				return nil
-			}
-			return setBasic(dst.Index(i), d.elem, tok, i)
-		}
+		*(*sliceHeader)(dst) = sliceHeader{base, n, n}
 		return nil
-	})
-	if err != nil {
-		return err
+	}
+	limit := 1 // values the destination holds
+	if d.list {
+		limit = d.n
+	}
+	n := 0
+	i := skipSpace(params, 1)
+	for i < len(params) && params[i] != ']' {
+		end := skipValue(params, i)
+		if end == i {
+			return errParamsShape // not valid JSON after all
+		}
+		if n < limit {
+			if err := setBasicAt(unsafe.Add(dst, uintptr(n)*d.size), d.elem, d.size, params[i:end], n); err != nil {
+				return err
+			}
+		}
+		n++
+		if i = skipSpace(params, end); i < len(params) && params[i] == ',' {
+			i = skipSpace(params, i+1)
+		}
 	}
 	switch {
 	case !d.list && n != 1:
 		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected 1 argument, got %d", n)}
-	case d.list && d.t.Kind() == reflect.Array && n > d.t.Len():
-		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", d.t.Len(), n)}
-	case d.list && d.t.Kind() == reflect.Slice:
-		s := reflect.MakeSlice(d.t, n, n)
-		if err := eachElem(params, func(i int, tok []byte) error { return setBasic(s.Index(i), d.elem, tok, i) }); err != nil {
-			return err
-		}
-		dst.Set(s)
+	case n > limit:
+		return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: expected at most %d arguments, got %d", limit, n)}
 	}
 	return nil
 }
@@ -250,9 +277,10 @@ func argError(i int, what string) error {
 	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: argument %d must be %s", i, what)}
 }
 
-// setBasic decodes one valid JSON value tok into v. null leaves v as it is,
-// as encoding/json does.
-func setBasic(v reflect.Value, k basicKind, tok []byte, i int) error {
+// setBasicAt decodes one valid JSON value tok into the basic value of kind
+// k and size bytes at ptr. null leaves the value as it is, as
+// encoding/json does.
+func setBasicAt(ptr unsafe.Pointer, k basicKind, size uintptr, tok []byte, i int) error {
 	if tok[0] == 'n' {
 		return nil
 	}
@@ -262,46 +290,93 @@ func setBasic(v reflect.Value, k basicKind, tok []byte, i int) error {
 			return argError(i, "a string")
 		}
 		if bytes.IndexByte(tok, '\\') < 0 {
-			v.SetString(string(tok[1 : len(tok)-1]))
+			*(*string)(ptr) = string(tok[1 : len(tok)-1])
 			return nil
 		}
 		var s string
 		if json.Unmarshal(tok, &s) != nil {
 			return argError(i, "a string")
 		}
-		v.SetString(s)
+		*(*string)(ptr) = s
 	case basicInt:
-		n, err := strconv.ParseInt(string(tok), 10, 64)
-		if err != nil || v.OverflowInt(n) {
+		n, ok := parseInt(tok)
+		if !ok || size < 8 && (n < -1<<(size*8-1) || n >= 1<<(size*8-1)) {
 			return argError(i, "an integer in range")
 		}
-		v.SetInt(n)
+		switch size {
+		case 1:
+			*(*int8)(ptr) = int8(n)
+		case 2:
+			*(*int16)(ptr) = int16(n)
+		case 4:
+			*(*int32)(ptr) = int32(n)
+		default:
+			*(*int64)(ptr) = n
+		}
 	case basicUint:
 		n, err := strconv.ParseUint(string(tok), 10, 64)
-		if err != nil || v.OverflowUint(n) {
+		if err != nil || size < 8 && n >= 1<<(size*8) {
 			return argError(i, "a non-negative integer in range")
 		}
-		v.SetUint(n)
+		switch size {
+		case 1:
+			*(*uint8)(ptr) = uint8(n)
+		case 2:
+			*(*uint16)(ptr) = uint16(n)
+		case 4:
+			*(*uint32)(ptr) = uint32(n)
+		default:
+			*(*uint64)(ptr) = n
+		}
 	case basicFloat:
 		if tok[0] != '-' && (tok[0] < '0' || tok[0] > '9') {
 			return argError(i, "a number")
 		}
-		f, err := strconv.ParseFloat(string(tok), v.Type().Bits())
-		if err != nil || v.OverflowFloat(f) {
+		f, err := strconv.ParseFloat(string(tok), int(size*8))
+		if err != nil {
 			return argError(i, "a number in range")
 		}
-		v.SetFloat(f)
+		if size == 4 {
+			*(*float32)(ptr) = float32(f)
+		} else {
+			*(*float64)(ptr) = f
+		}
 	case basicBool:
 		switch string(tok) {
 		case "true":
-			v.SetBool(true)
+			*(*bool)(ptr) = true
 		case "false":
-			v.SetBool(false)
+			*(*bool)(ptr) = false
 		default:
 			return argError(i, "a boolean")
 		}
 	}
 	return nil
+}
+
+// parseInt parses a JSON integer token as strconv.ParseInt(tok, 10, 64)
+// does; numbers too long for the quick loop take strconv's path.
+func parseInt(tok []byte) (int64, bool) {
+	neg := tok[0] == '-'
+	d := tok
+	if neg {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 18 {
+		n, err := strconv.ParseInt(string(tok), 10, 64)
+		return n, err == nil
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // ---- encoding params and results ----

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -317,6 +318,55 @@ func TestStringsAcrossChunks(t *testing.T) {
 			require.Equal(t, len(tok), end)
 		} else if err == nil {
 			require.Less(t, end, len(tok), "odd %q at %d: accepted whole", o, at)
+		}
+	}
+}
+
+// TestBasicDecoderMatchesEncodingJSON checks the in-place decoder of basic
+// params against encoding/json, value by value, for every width: the same
+// values where encoding/json succeeds, an error where it fails.
+func TestBasicDecoderMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	tokens := []string{
+		"0", "-0", "1", "-1", "127", "128", "-128", "-129", "255", "256", "32767", "32768", "-32769",
+		"65535", "65536", "2147483647", "2147483648", "-2147483649", "4294967295", "4294967296",
+		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+		"18446744073709551615", "18446744073709551616", "123456789012345678", "1234567890123456789",
+		"1.5", "1e2", "-2.5e-3", "3.4e38", "3.5e38", "1e400", "true", "false", "null", `"x"`, `"a\"b\u00e9"`,
+	}
+	check := func(t *testing.T, typ reflect.Type, params string) {
+		d := newBasicDecoder(typ)
+		if d == nil && typ.Elem().Kind() == reflect.Uint8 {
+			return // bytes are not basic lists: encoding/json's rules
+		}
+		require.NotNil(t, d, typ)
+		got := reflect.New(typ)
+		err := d.decode([]byte(params), got.UnsafePointer())
+		want := reflect.New(typ)
+		var wantErr error
+		if typ.Kind() == reflect.Array || typ.Kind() == reflect.Slice {
+			wantErr = json.Unmarshal([]byte(params), want.Interface())
+		} else {
+			var one [1]json.RawMessage
+			require.NoError(t, json.Unmarshal([]byte(params), &one))
+			wantErr = json.Unmarshal(one[0], want.Interface())
+		}
+		if wantErr != nil {
+			require.Error(t, err, "%v %s", typ, params)
+			return
+		}
+		require.NoError(t, err, "%v %s", typ, params)
+		require.Equal(t, want.Elem().Interface(), got.Elem().Interface(), "%v %s", typ, params)
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[int](), reflect.TypeFor[int8](), reflect.TypeFor[int16](), reflect.TypeFor[int32](), reflect.TypeFor[int64](),
+		reflect.TypeFor[uint](), reflect.TypeFor[uint8](), reflect.TypeFor[uint16](), reflect.TypeFor[uint32](), reflect.TypeFor[uint64](),
+		reflect.TypeFor[float32](), reflect.TypeFor[float64](), reflect.TypeFor[bool](), reflect.TypeFor[string](),
+	} {
+		for _, tok := range tokens {
+			check(t, typ, "["+tok+"]")
+			check(t, reflect.ArrayOf(3, typ), "[null,"+tok+"]")
+			check(t, reflect.SliceOf(typ), "["+tok+","+tok+"]")
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the f.Add seeds below are
@@ -72,6 +73,7 @@ func FuzzEnvelope(f *testing.F) {
 			}
 		}
 		if i := skipSpace(data, 0); i < len(data) && data[i] == '{' {
+			checkParseCommon(t, data, i)
 			var env envelope
 			end, err := parseObject(data, i, &env)
 			whole := err == nil && skipSpace(data, end) == len(data)
@@ -610,4 +612,64 @@ func slicesContains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// checkParseCommon checks that the fast path for the common shape of an
+// object, where it applies, makes the envelope that the general parser
+// makes of it, and ends where it ends.
+func checkParseCommon(t *testing.T, data []byte, i int) {
+	t.Helper()
+	var fast, slow envelope
+	end := parseCommon(data, i, 0, &fast)
+	if end == 0 {
+		require.Equal(t, envelope{}, fast, "parseCommon refused %q but changed the envelope", data)
+		return
+	}
+	slowEnd, err := parseMembers(data, i, 0, &slow)
+	require.NoError(t, err, "parseCommon accepted %q", data)
+	require.Equal(t, slowEnd, end, "%q", data)
+	require.Equal(t, slow, fast, "%q", data)
+	require.Empty(t, fast.invalid, "%q", data)
+}
+
+func TestParseCommonAgreesWithMembers(t *testing.T) {
+	t.Parallel()
+	accepted := 0
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1,2]}`,
+		`{"jsonrpc":"2.0","id":0,"method":"m","params":{"a":[1,{"b":null}]}}`,
+		`{"jsonrpc":"2.0","id":12345678901234567890123,"method":"a.b","params":[]}`,
+		`{"jsonrpc":"2.0","id":7,"method":"m"}`,
+		`{"jsonrpc":"2.0","id":7,"method":""}`,
+		`{"jsonrpc":"2.0","id":7,"result":null}`,
+		`{"jsonrpc":"2.0","id":7,"result":{"x":"\u00e9"}}`,
+		`{"jsonrpc":"2.0","id":7,"result":"é"} `,
+		// Shapes the fast path leaves to parseMembers.
+		`{"jsonrpc":"2.0","id":01,"method":"m"}`,
+		`{"jsonrpc":"2.0","id":-1,"method":"m"}`,
+		`{"jsonrpc":"2.0","id":1.5,"method":"m"}`,
+		`{"jsonrpc":"2.0","id":1e3,"method":"m"}`,
+		`{"jsonrpc":"2.0","id":"1","method":"m"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m\u0041"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"é"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":1}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":null}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1],"id":2}`,
+		`{"jsonrpc":"2.0","id":1,"result":1,"error":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","result":1}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m" }`,
+		`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1]`,
+		`{"jsonrpc":"2.0","id":1,`,
+		`{"jsonrpc":"2.0","id":1`,
+	} {
+		data := []byte(s)
+		checkParseCommon(t, data, 0)
+		var e envelope
+		if parseCommon(data, 0, 0, &e) > 0 {
+			accepted++
+		}
+	}
+	require.Equal(t, 8, accepted, "the first eight take the fast path")
 }

@@ -84,7 +84,12 @@ func scanValue(b []byte, i, depth int) (int, error) {
 		}
 		for {
 			var err error
-			if i, err = scanValue(b, i, depth+1); err != nil {
+			if i < len(b) && (b[i] >= '0' && b[i] <= '9' || b[i] == '-') {
+				i, err = scanNumber(b, i) // the common element, without the dispatch
+			} else {
+				i, err = scanValue(b, i, depth+1)
+			}
+			if err != nil {
 				return 0, err
 			}
 			i = skipSpace(b, i)

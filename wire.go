@@ -154,6 +154,82 @@ func parseObject(b []byte, i int, e *envelope) (int, error) {
 
 // parseObjectAt is parseObject for an object nested depth levels deep.
 func parseObjectAt(b []byte, i, depth int, e *envelope) (int, error) {
+	if end := parseCommon(b, i, depth, e); end > 0 {
+		return end, nil
+	}
+	return parseMembers(b, i, depth, e)
+}
+
+// commonHead is how nearly every JSON-RPC implementation starts an object
+// it writes.
+const (
+	commonHead = `{"jsonrpc":"2.0","id":`
+	commonVer  = len(`{"jsonrpc":`) // where "2.0" starts in commonHead
+)
+
+// parseCommon parses the object at b[i] if it has the shape nearly every
+// implementation writes: no white space, "jsonrpc" first, an integer id,
+// then "method" (a plain string) and "params" (an array or an object) or
+// only "method", or "result". Such an object is valid, and parseMembers
+// would make the same envelope of it, a member at a time. It returns the
+// index after the object, or 0, having changed nothing, for anything
+// else: parseMembers parses that.
+func parseCommon(b []byte, i, depth int, e *envelope) int {
+	if len(b)-i < len(commonHead)+4 || string(b[i:i+len(commonHead)]) != commonHead {
+		return 0
+	}
+	j := i + len(commonHead)
+	k := j
+	for k < len(b) && b[k] >= '0' && b[k] <= '9' {
+		k++
+	}
+	if k == j || k-j > 1 && b[j] == '0' || k >= len(b) || b[k] != ',' {
+		return 0
+	}
+	id := b[j:k]
+	k++
+	var method, params, result []byte
+	switch {
+	case hasPrefix(b[k:], `"method":"`):
+		ms := k + len(`"method":`)
+		me := plainRun(b, ms+1)
+		if me >= len(b) || b[me] != '"' {
+			return 0 // escapes, or not ASCII: parseMembers sorts it out
+		}
+		method, k = b[ms:me+1], me+1
+		if hasPrefix(b[k:], `,"params":`) {
+			ps := k + len(`,"params":`)
+			if ps >= len(b) || b[ps] != '[' && b[ps] != '{' {
+				return 0
+			}
+			pe, err := scanValue(b, ps, depth+1)
+			if err != nil {
+				return 0
+			}
+			params, k = b[ps:pe], pe
+		}
+	case hasPrefix(b[k:], `"result":`):
+		rs := k + len(`"result":`)
+		re, err := scanValue(b, rs, depth+1)
+		if err != nil {
+			return 0
+		}
+		result, k = b[rs:re], re
+	default:
+		return 0
+	}
+	if k >= len(b) || b[k] != '}' {
+		return 0
+	}
+	e.version = b[i+commonVer : i+commonVer+len(version2)]
+	e.id, e.method, e.params, e.result = id, method, params, result
+	return k + 1
+}
+
+func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
+
+// parseMembers is parseObjectAt for any object, a member at a time.
+func parseMembers(b []byte, i, depth int, e *envelope) (int, error) {
 	i++ // '{'
 	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {

@@ -382,40 +382,52 @@ func parseInt(tok []byte) (int64, bool) {
 // ---- encoding params and results ----
 
 // appendBasic appends v as JSON if it is a basic value or an array or slice
-// of them, and reports whether it did.
+// of them, and reports whether it did. The values are read in place, as
+// basicDecoder writes them.
 func appendBasic(b []byte, v any) ([]byte, bool) {
-	rv := reflect.ValueOf(v)
-	if !rv.IsValid() {
+	if v == nil {
 		return b, false
 	}
-	enc := basicEncOf(rv.Type())
-	switch {
-	case enc.k == notBasic:
+	enc := basicEncOf(reflect.TypeOf(v))
+	if enc.k == notBasic {
 		return b, false
-	case !enc.list:
-		return appendBasicValue(b, rv, enc.k)
-	case rv.Kind() == reflect.Slice && rv.IsNil():
-		return append(b, nullID...), true
+	}
+	// An interface holding a value that is not pointer-shaped (no basic
+	// value, array or slice of them is) points to a copy of it.
+	p := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
+	if !enc.list {
+		return appendBasicAt(b, p, enc.k, enc.size)
+	}
+	n := enc.n
+	if n < 0 {
+		h := (*sliceHeader)(p)
+		if h.data == nil {
+			return append(b, nullID...), true
+		}
+		p, n = h.data, h.len
 	}
 	start := len(b)
 	b = append(b, '[')
-	for i := range rv.Len() {
+	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = appendBasicValue(b, rv.Index(i), enc.k); !ok {
+		if b, ok = appendBasicAt(b, unsafe.Add(p, uintptr(i)*enc.size), enc.k, enc.size); !ok {
 			return b[:start], false
 		}
 	}
 	return append(b, ']'), true
 }
 
-// basicEnc is how appendBasic encodes a type: as a basic value of kind k,
-// as an array or slice of them (list), or not (k is notBasic).
+// basicEnc is how appendBasic encodes a type: as a basic value of kind k
+// and size bytes, or as an array (of n) or slice (n < 0) of them (list), or
+// not (k is notBasic).
 type basicEnc struct {
 	list bool
 	k    basicKind
+	size uintptr
+	n    int
 }
 
 // basicTypes caches basicEnc per reflect.Type: telling a type's encoding
@@ -427,23 +439,51 @@ func basicEncOf(t reflect.Type) basicEnc {
 		return e.(basicEnc)
 	}
 	var e basicEnc
-	e.k, e.list = basicShape(t)
+	if d := newBasicDecoder(t); d != nil {
+		e = basicEnc{list: d.list, k: d.elem, size: d.size, n: d.n}
+	}
 	basicTypes.Store(t, e)
 	return e
 }
 
-func appendBasicValue(b []byte, v reflect.Value, k basicKind) ([]byte, bool) {
+// appendBasicAt appends the basic value of kind k and size bytes at ptr.
+func appendBasicAt(b []byte, ptr unsafe.Pointer, k basicKind, size uintptr) ([]byte, bool) {
 	switch k {
 	case basicString:
-		return appendValidString(b, v.String())
+		return appendValidString(b, *(*string)(ptr))
 	case basicInt:
-		return strconv.AppendInt(b, v.Int(), 10), true
+		var n int64
+		switch size {
+		case 1:
+			n = int64(*(*int8)(ptr))
+		case 2:
+			n = int64(*(*int16)(ptr))
+		case 4:
+			n = int64(*(*int32)(ptr))
+		default:
+			n = *(*int64)(ptr)
+		}
+		return strconv.AppendInt(b, n, 10), true
 	case basicUint:
-		return strconv.AppendUint(b, v.Uint(), 10), true
+		var n uint64
+		switch size {
+		case 1:
+			n = uint64(*(*uint8)(ptr))
+		case 2:
+			n = uint64(*(*uint16)(ptr))
+		case 4:
+			n = uint64(*(*uint32)(ptr))
+		default:
+			n = *(*uint64)(ptr)
+		}
+		return strconv.AppendUint(b, n, 10), true
 	case basicBool:
-		return strconv.AppendBool(b, v.Bool()), true
+		return strconv.AppendBool(b, *(*bool)(ptr)), true
 	case basicFloat:
-		return appendFloat(b, v.Float(), v.Type().Bits())
+		if size == 4 {
+			return appendFloat(b, float64(*(*float32)(ptr)), 32)
+		}
+		return appendFloat(b, *(*float64)(ptr), 64)
 	}
 	return b, false
 }

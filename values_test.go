@@ -168,6 +168,8 @@ func TestAppendBasicMatchesEncodingJSON(t *testing.T) {
 		[2]int{1, -2}, []int8{-128, 127}, []uint64{0, 1<<64 - 1}, [1]string{"a\"b<>é"},
 		[]string{}, []string(nil), []bool{true, false}, []float64{0, 1.5, 1e21, 1e-7, -3.25e-10, 123456789},
 		[]float32{1.1, 3e-7}, 3.0, float32(0.1), int16(-7), uint8(200), "x",
+		[3]int8{-1, 0, 127}, []uint16{65535}, [2]int32{-1 << 31, 1<<31 - 1}, []uint32{1<<32 - 1},
+		[2]float32{-0.5, 1e30}, [0]int{}, []int64{}, true, [2]bool{false, true}, uint(7), int64(-1 << 63),
 	}
 	for _, v := range values {
 		got, ok := appendBasic(nil, v)

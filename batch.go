@@ -19,13 +19,53 @@ type Batch struct {
 // batchItems is what Batch and HTTPBatch share: the calls and notifications
 // added, and sending them once.
 type batchItems struct {
-	items []batchItem
-	calls []*BatchCall
+	// items and calls come from listPool and go back to it once the
+	// batch is sent: only the calls handed out outlive the batch.
+	*batchLists
 	// slab is where calls live, allocated a chunk at a time rather than
 	// one call at a time: a BatchCall handed out keeps its chunk (at
 	// most 256 calls) alive, and no more.
 	slab []BatchCall
 	sent bool
+	n    int // items sent
+}
+
+// batchLists are the lists of a batch being built.
+type batchLists struct {
+	items []batchItem
+	calls []*BatchCall
+}
+
+var listPool = sync.Pool{New: func() any {
+	// Batches are built to be many calls: start past the smallest
+	// growth steps, each a copy with write barriers.
+	return &batchLists{items: make([]batchItem, 0, 16), calls: make([]*BatchCall, 0, 16)}
+}}
+
+// maxPooledItems bounds the lists kept for the next batch.
+const maxPooledItems = 1024
+
+func (b *batchItems) lists() *batchLists {
+	if b.batchLists == nil {
+		b.batchLists = listPool.Get().(*batchLists)
+	}
+	return b.batchLists
+}
+
+// recycle gives the lists back once the batch is sent.
+func (b *batchItems) recycle() {
+	l := b.batchLists
+	if l == nil {
+		return
+	}
+	b.batchLists = nil
+	if cap(l.items) > maxPooledItems {
+		return
+	}
+	clear(l.items)
+	clear(l.calls)
+	l.items, l.calls = l.items[:0], l.calls[:0]
+	listPool.Put(l)
 }
 
 func (b *batchItems) addCall(method string, params, result any) *BatchCall {
@@ -35,19 +75,23 @@ func (b *batchItems) addCall(method string, params, result any) *BatchCall {
 	}
 	b.slab = append(b.slab, BatchCall{Method: method, result: result})
 	c := &b.slab[len(b.slab)-1]
-	if b.items == nil {
-		// Batches are built to be many calls: start past the smallest
-		// growth steps, each a copy with write barriers.
-		b.items = make([]batchItem, 0, 16)
-		b.calls = make([]*BatchCall, 0, 16)
-	}
-	b.items = append(b.items, batchItem{method: method, params: params, call: c})
-	b.calls = append(b.calls, c)
+	l := b.lists()
+	l.items = append(l.items, batchItem{method: method, params: params, call: c})
+	l.calls = append(l.calls, c)
 	return c
 }
 
 func (b *batchItems) addNotify(method string, params any) {
-	b.items = append(b.items, batchItem{method: method, params: params})
+	l := b.lists()
+	l.items = append(l.items, batchItem{method: method, params: params})
+}
+
+// count is the number of calls and notifications added (and sent).
+func (b *batchItems) count() int {
+	if b.sent || b.batchLists == nil {
+		return b.n
+	}
+	return len(b.items)
 }
 
 // sendOnce runs send, once, and then gives every call an outcome: its own,
@@ -57,25 +101,28 @@ func (b *batchItems) sendOnce(ctx context.Context, cfg *config, p *Peer, send fu
 	if b.sent {
 		return errors.New("wsrpc: batch already sent")
 	}
+	l := b.lists()
+	b.n = len(l.items)
 	b.sent = true
+	defer b.recycle()
 	var events []*Event
 	var ctxs []context.Context // each item's, as its Start returned it
 	if cfg != nil && cfg.Observer != nil {
-		events = make([]*Event, len(b.items))
-		ctxs = make([]context.Context, len(b.items))
-		for i, it := range b.items {
+		events = make([]*Event, len(l.items))
+		ctxs = make([]context.Context, len(l.items))
+		for i, it := range l.items {
 			ctxs[i], events[i] = cfg.startOut(ctx, p, it.method, it.call == nil, true, 0)
 		}
 	}
 	err := send(ctx)
-	for _, c := range b.calls {
+	for _, c := range l.calls {
 		if err != nil && !c.done {
 			c.err = err
 		}
 		c.done = true
 	}
 	for i, e := range events {
-		if c := b.items[i].call; c != nil {
+		if c := l.items[i].call; c != nil {
 			cfg.end(ctxs[i], e, c.err)
 		} else {
 			cfg.end(ctxs[i], e, err)
@@ -121,7 +168,7 @@ func (b *Batch) Call(method string, params, result any) *BatchCall {
 func (b *Batch) Notify(method string, params any) { b.addNotify(method, params) }
 
 // Len returns the number of calls and notifications in the batch.
-func (b *Batch) Len() int { return len(b.items) }
+func (b *Batch) Len() int { return b.count() }
 
 // Batch builds a batch with build and sends it when build returns, as one
 // message. It returns when every call in it has its outcome (see

@@ -140,6 +140,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		if buf, err = bt.encode(buf[:0], 1, nil); err != nil {
 			b.Fatal(err)
 		}
+		bt.recycle() // as Send does
 	}
 	b.SetBytes(int64(len(buf)))
 }

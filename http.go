@@ -387,7 +387,7 @@ func (b *HTTPBatch) Call(method string, params, result any) *BatchCall {
 func (b *HTTPBatch) Notify(method string, params any) { b.addNotify(method, params) }
 
 // Len returns the number of calls and notifications in the batch.
-func (b *HTTPBatch) Len() int { return len(b.items) }
+func (b *HTTPBatch) Len() int { return b.count() }
 
 // Send posts the batch, once, and returns when every call has its outcome
 // or ctx ends. An empty batch sends nothing.

@@ -21,12 +21,16 @@ type call struct {
 	buf       []byte  // the request message
 	msg       *msgBuf // a response message handed over whole (see complete)
 	selfRead  bool    // the caller may read the connection itself
+	open      int     // a batch's ids not yet taken (Peer.mu)
 }
 
 type slot struct {
 	off, n int    // result in arena
 	raw    []byte // or: result in msg, handed over by the reader
 	err    error  // *Error from the other side, or ErrClosed
+	// taken: the id of a batch's slot has been completed, or is being
+	// (Peer.mu); a single call's id is in Peer.pending instead.
+	taken bool
 }
 
 // newCall is the New of a peer's call pool. Each peer pools its own calls:
@@ -171,7 +175,6 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		p.putCall(c) // ended before anything was sent
 		return err
 	}
-	n := uint64(len(c.slots))
 	handler := PeerFromContext(ctx) == p
 	// A caller who is not a handler of this peer may read its own answer
 	// (see roleCaller): with a ctx that cannot end, or over a transport
@@ -184,9 +187,7 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		p.putCall(c)
 		return p.err
 	}
-	for id := c.firstID; id < c.firstID+n; id++ {
-		p.pending[id] = c
-	}
+	p.addPending(c)
 	p.wakeReader() // a reader paused for room must now read: see mustRead
 	p.mu.Unlock()
 
@@ -266,12 +267,23 @@ func (p *Peer) abandon(c *call, sent bool) {
 	removed := int32(0)
 	var cancel []uint64
 	p.mu.Lock()
-	for id := c.firstID; id < c.firstID+uint64(len(c.slots)); id++ {
-		if p.pending[id] == c {
-			delete(p.pending, id)
+	tell := sent && p.cfg.CancelMethod != "" && !p.closing
+	if len(c.slots) == 1 {
+		if p.pending[c.firstID] == c {
+			delete(p.pending, c.firstID)
 			removed++
-			if sent && p.cfg.CancelMethod != "" && !p.closing {
-				cancel = append(cancel, id)
+			if tell {
+				cancel = append(cancel, c.firstID)
+			}
+		}
+	} else if p.dropBatch(c) {
+		for i := range c.slots {
+			if s := &c.slots[i]; !s.taken {
+				s.taken = true
+				removed++
+				if tell {
+					cancel = append(cancel, c.firstID+uint64(i))
+				}
 			}
 		}
 	}
@@ -301,8 +313,10 @@ func (p *Peer) complete(env *envelope, msg *msgBuf) (kept, idle bool) {
 		p.mu.Lock()
 		if c = p.pending[id]; c != nil {
 			delete(p.pending, id)
-			idle = len(p.pending) == 0 && c.selfRead
+		} else if c = p.takeBatchID(id); c != nil && c.open == 0 {
+			p.dropBatch(c)
 		}
+		idle = c != nil && !p.awaiting() && c.selfRead
 		p.mu.Unlock()
 	}
 	if c == nil {
@@ -328,6 +342,58 @@ func (p *Peer) complete(env *envelope, msg *msgBuf) (kept, idle bool) {
 	}
 	return kept, idle
 }
+
+// addPending registers c's ids as awaiting answers. Called with p.mu held.
+func (p *Peer) addPending(c *call) {
+	if len(c.slots) == 1 {
+		p.pending[c.firstID] = c
+		return
+	}
+	// A batch is registered as a whole: one entry, not a map insert and
+	// delete per id.
+	c.open = len(c.slots)
+	p.batches = append(p.batches, c)
+}
+
+// takeBatchID finds the batch that issued id and takes the id, if it is
+// not taken yet. Called with p.mu held.
+func (p *Peer) takeBatchID(id uint64) *call {
+	// Few batches are in flight at once, and the answers of one come
+	// together: the newest first.
+	for i := len(p.batches) - 1; i >= 0; i-- {
+		c := p.batches[i]
+		if id < c.firstID || id >= c.firstID+uint64(len(c.slots)) {
+			continue
+		}
+		s := &c.slots[id-c.firstID]
+		if s.taken {
+			return nil
+		}
+		s.taken = true
+		c.open--
+		return c
+	}
+	return nil
+}
+
+// dropBatch removes c from the batches in flight; false if it was not
+// there. Called with p.mu held.
+func (p *Peer) dropBatch(c *call) bool {
+	for i, b := range p.batches {
+		if b == c {
+			last := len(p.batches) - 1
+			p.batches[i] = p.batches[last]
+			p.batches[last] = nil
+			p.batches = p.batches[:last]
+			return true
+		}
+	}
+	return false
+}
+
+// awaiting reports whether any call awaits an answer. Called with p.mu
+// held.
+func (p *Peer) awaiting() bool { return len(p.pending) > 0 || len(p.batches) > 0 }
 
 // handOverMin is the result size from which the reader gives its message
 // buffer to the call rather than copying the result out of it.

@@ -306,10 +306,11 @@ func FuzzResponseRouting(f *testing.F) {
 					st := &idState{}
 					if closing {
 						st.want = "never"
-					} else {
-						p.pending[id] = c
 					}
 					ids[id] = st
+				}
+				if !closing {
+					p.addPending(c)
 				}
 				p.mu.Unlock()
 				r.early = closing

@@ -83,7 +83,8 @@ type Peer struct {
 	// handler, hook or logger) runs, nor while reading or writing.
 	mu      sync.Mutex
 	role    readRole         // role.go, read.go
-	pending map[uint64]*call // call.go
+	pending map[uint64]*call // single calls, by id: call.go
+	batches []*call          // batches of calls awaiting answers: call.go
 	serving                  // serve.go
 	out     outbound         // broadcast.go
 	streams streams          // stream.go
@@ -343,8 +344,8 @@ func (p *Peer) shutdown(cause error) bool {
 	p.closing = true
 	p.err = &closedError{cause: cause}
 	p.roleStepLocked(evClose, 0, false)
-	pending := p.pending
-	p.pending = nil
+	pending, batches := p.pending, p.batches
+	p.pending, p.batches = nil, nil
 	queued := p.dropQueued()
 	p.out.drop()
 	p.endStreams(p.err)
@@ -359,6 +360,18 @@ func (p *Peer) shutdown(cause error) bool {
 	for id, c := range pending {
 		c.slots[id-c.firstID].err = p.err
 		if c.remaining.Add(-1) == 0 {
+			c.done <- struct{}{}
+		}
+	}
+	for _, c := range batches {
+		n := int32(0)
+		for i := range c.slots {
+			if s := &c.slots[i]; !s.taken {
+				s.taken, s.err = true, p.err
+				n++
+			}
+		}
+		if c.remaining.Add(-n) == 0 {
 			c.done <- struct{}{}
 		}
 	}

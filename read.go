@@ -31,7 +31,7 @@ const inlineBudget = time.Millisecond
 // reader the calling goroutine becomes.
 func (p *Peer) roleStep(ev roleEvent, gen uint32, work *inbound) (roleAction, uint32) {
 	p.mu.Lock()
-	act := p.roleStepLocked(ev, gen, len(p.pending) > 0)
+	act := p.roleStepLocked(ev, gen, p.awaiting())
 	next := p.role.gen
 	switch act {
 	case actSpawn:

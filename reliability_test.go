@@ -1432,7 +1432,7 @@ func TestCancelWhileWaitingToWrite(t *testing.T) {
 		require.Empty(t, r.drain())
 		require.Equal(t, []string{`{"jsonrpc":"2.0","method":"fills.the.buffer"}`, `{"jsonrpc":"2.0","method":"blocks.writing"}`}, got)
 		r.p.mu.Lock()
-		require.Empty(t, r.p.pending, "an abandoned call left a pending id")
+		require.False(t, r.p.awaiting(), "an abandoned call left a pending id")
 		r.p.mu.Unlock()
 	})
 }

@@ -240,7 +240,7 @@ func (p *Peer) wakeReader() {
 // something that waiting would hold up waits for this very peer: a call
 // awaiting its answer, or a handler calling back. Called with p.mu held.
 func (p *Peer) mustRead() bool {
-	return len(p.pending) > 0 || p.calling > 0 || p.noteCalling
+	return p.awaiting() || p.calling > 0 || p.noteCalling
 }
 
 // poolNeed returns what charging n more bytes must draw from the Server's

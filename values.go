@@ -8,7 +8,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -430,19 +430,30 @@ type basicEnc struct {
 	n    int
 }
 
-// basicTypes caches basicEnc per reflect.Type: telling a type's encoding
-// costs more than encoding a small value of it.
-var basicTypes sync.Map
+// basicTypes caches basicEnc per type: telling a type's encoding costs
+// more than encoding a small value of it. It is direct-mapped by the
+// address of the type's descriptor, lock-free: a program encodes a few
+// types over and over, and a type that loses its place to another is
+// only worked out again.
+var basicTypes [256]atomic.Pointer[basicTypeEnc]
+
+type basicTypeEnc struct {
+	t   reflect.Type
+	enc basicEnc
+}
 
 func basicEncOf(t reflect.Type) basicEnc {
-	if e, ok := basicTypes.Load(t); ok {
-		return e.(basicEnc)
+	// The descriptor's address: the data word of the interface t.
+	addr := uintptr((*[2]unsafe.Pointer)(unsafe.Pointer(&t))[1])
+	slot := &basicTypes[(addr>>5^addr>>13)%uintptr(len(basicTypes))]
+	if e := slot.Load(); e != nil && e.t == t {
+		return e.enc
 	}
 	var e basicEnc
 	if d := newBasicDecoder(t); d != nil {
 		e = basicEnc{list: d.list, k: d.elem, size: d.size, n: d.n}
 	}
-	basicTypes.Store(t, e)
+	slot.Store(&basicTypeEnc{t: t, enc: e})
 	return e
 }
 

@@ -197,6 +197,22 @@ func BenchmarkCallPipe(b *testing.B) {
 			}
 		}
 	})
+	b.Run("batch100", func(b *testing.B) {
+		client, _ := benchPipePeers(b)
+		ctx := context.Background()
+		res := make([]int, 100)
+		b.ReportAllocs()
+		for b.Loop() {
+			err := client.Batch(ctx, func(batch *Batch) {
+				for i := range res {
+					batch.Call("sum", [2]int{i, 2}, &res[i])
+				}
+			})
+			if err != nil || res[99] != 101 {
+				b.Fatal(res[99], err)
+			}
+		}
+	})
 	b.Run("par", func(b *testing.B) {
 		client, _ := benchPipePeers(b)
 		ctx := context.Background()

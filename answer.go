@@ -33,12 +33,14 @@ const (
 func parseMessage(b []byte, maxBatch int, env *envelope, sb *serverBatch, onAnswer func(*envelope)) (msgKind, *Error) {
 	i := skipSpace(b, 0)
 	if i < len(b) && b[i] == '[' {
-		n, err := parseBatch(b, i, maxBatch, func(e *envelope) {
+		// Items are parsed in place, into the batch: no copy of each.
+		n, err := parseBatch(b, i, maxBatch, sb.slot, func(e *envelope) {
 			if e.invalid == "" && !e.isRequest() && onAnswer != nil {
 				onAnswer(e)
+				sb.drop()
 				return
 			}
-			sb.add(e)
+			sb.took()
 		})
 		if e := batchError(n, err, maxBatch); e != nil {
 			return msgRefused, e

@@ -310,9 +310,23 @@ func getBatch(p *Peer) *serverBatch {
 	return sb
 }
 
-// add appends the item e, copying it.
-func (sb *serverBatch) add(e *envelope) {
-	it := serverItem{env: *e}
+// slot appends a zero item and returns its envelope, for the parser to
+// fill; took or drop follows.
+func (sb *serverBatch) slot() *envelope {
+	sb.items = append(sb.items, serverItem{})
+	return &sb.items[len(sb.items)-1].env
+}
+
+// drop removes the item slot appended.
+func (sb *serverBatch) drop() {
+	sb.items[len(sb.items)-1] = serverItem{}
+	sb.items = sb.items[:len(sb.items)-1]
+}
+
+// took settles the item slot appended, once parsed.
+func (sb *serverBatch) took() {
+	it := &sb.items[len(sb.items)-1]
+	e := &it.env
 	switch {
 	case e.invalid != "":
 		it.req.ID, it.err = readableID(e), invalidError(e)
@@ -323,7 +337,6 @@ func (sb *serverBatch) add(e *envelope) {
 	if it.reply {
 		sb.replies++
 	}
-	sb.items = append(sb.items, it)
 }
 
 // serveBatch runs the items of in's batch, with helpers while handler slots

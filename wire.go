@@ -310,29 +310,37 @@ func parseMembers(b []byte, i, depth int, e *envelope) (int, error) {
 }
 
 // parseBatch parses the batch at b[start] (b[start] == '[') in one pass:
-// each of its first max elements is parsed into an envelope and passed to
-// each (an element that is not an object gets e.invalid set); the rest are
-// only validated. It returns the number of elements, or errSyntax if b is
-// not one valid JSON value. each must copy what it keeps of e.
-func parseBatch(b []byte, start, max int, each func(e *envelope)) (n int, err error) {
+// each of its first max elements is parsed into the envelope next returns
+// (a zero one; nil next: one of parseBatch's own) and passed to each (an
+// element that is not an object gets e.invalid set); the rest are only
+// validated. It returns the number of elements, or errSyntax if b is not
+// one valid JSON value. Unless next gave it, each must copy what it keeps
+// of e.
+func parseBatch(b []byte, start, max int, next func() *envelope, each func(e *envelope)) (n int, err error) {
 	i := skipSpace(b, start+1)
 	if i < len(b) && b[i] == ']' {
 		i++
 	} else {
-		var e envelope
+		var own envelope
 		for {
 			if i >= len(b) {
 				return n, errSyntax
+			}
+			e := &own
+			if n < max {
+				if next != nil {
+					e = next()
+				} else {
+					e.reset()
+				}
 			}
 			var end int
 			switch {
 			case n >= max:
 				end, err = scanValue(b, i, 1)
 			case b[i] == '{':
-				e.reset()
-				end, err = parseObjectAt(b, i, 1, &e)
+				end, err = parseObjectAt(b, i, 1, e)
 			default:
-				e.reset()
 				end, err = scanValue(b, i, 1)
 				e.invalid = "not an object"
 			}
@@ -340,7 +348,7 @@ func parseBatch(b []byte, start, max int, each func(e *envelope)) (n int, err er
 				return n, err
 			}
 			if n < max {
-				each(&e)
+				each(e)
 			}
 			n++
 			i = skipSpace(b, end)

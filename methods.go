@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -69,8 +70,13 @@ type Middleware func(next Handler) Handler
 //
 // The zero Methods is an empty table ready to use.
 type Methods struct {
-	mu         sync.RWMutex
-	table      map[string]*method
+	mu    sync.RWMutex
+	table map[string]*method
+	// served is what lookup reads, without a lock: the implemented
+	// methods of table, republished whole (never changed in place) by
+	// every change under mu. Tables change at start-up; they are read
+	// by every call.
+	served     atomic.Pointer[map[string]*method]
 	fallback   *method // serves the names not in table (Fallback)
 	middleware []Middleware
 	calls      map[string]*MethodInfo // methods called on the other side (Calls)
@@ -127,6 +133,18 @@ func (m *Methods) register(name string, h Handler, mi *MethodInfo, mw []Middlewa
 	me := &method{name: name, handler: h, info: mi, local: mw}
 	me.chain = m.compose(me)
 	m.table[name] = me
+	m.publish()
+}
+
+// publish republishes served from table. Called with m.mu held.
+func (m *Methods) publish() {
+	t := make(map[string]*method, len(m.table))
+	for name, me := range m.table {
+		if !me.declared {
+			t[name] = me
+		}
+	}
+	m.served.Store(&t)
 }
 
 // HandleRaw registers a handler that takes the params as raw JSON (nil when
@@ -160,19 +178,27 @@ func (m *Methods) Fallback(h Handler, mw ...Middleware) {
 // Use adds middleware that wraps every method of the table, those already
 // registered and those to come. Middleware runs in the order it was added:
 // the first added is the outermost. Table-wide middleware runs before the
-// middleware given to Handle for one method.
+// middleware given to Handle for one method. Use is safe while the table
+// serves: a call in progress keeps the chain it started with.
 func (m *Methods) Use(mw ...Middleware) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.middleware = append(m.middleware, mw...)
-	for _, me := range m.table {
+	// New methods with the new chains: a call in progress keeps the one
+	// it looked up.
+	for name, me := range m.table {
 		if !me.declared {
-			me.chain = m.compose(me)
+			cp := *me
+			cp.chain = m.compose(&cp)
+			m.table[name] = &cp
 		}
 	}
 	if m.fallback != nil {
-		m.fallback.chain = m.compose(m.fallback)
+		cp := *m.fallback
+		cp.chain = m.compose(&cp)
+		m.fallback = &cp
 	}
+	m.publish()
 }
 
 func (m *Methods) compose(me *method) Handler {
@@ -191,13 +217,11 @@ func (m *Methods) lookup(name []byte) *method {
 	if m == nil {
 		return nil
 	}
-	m.mu.RLock()
-	me := m.table[string(name)]
-	m.mu.RUnlock()
-	if me == nil || me.declared {
+	t := m.served.Load()
+	if t == nil {
 		return nil
 	}
-	return me
+	return (*t)[string(name)]
 }
 
 // fallbackMethod returns the Fallback handler, or nil.

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -184,4 +186,49 @@ func TestMiddlewareOrder(t *testing.T) {
 	_, err := Call[int](context.Background(), a, "f", nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"table1", "table2", "method1", "method2", "handler"}, order)
+}
+
+// TestUseWhileServing adds middleware while calls run: each call runs under
+// the chain it looked up, before or after the change, and the race
+// detector has nothing to say (a chain is never changed in place).
+func TestUseWhileServing(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "sum", func(_ context.Context, p [2]int) (int, error) { return p[0] + p[1], nil })
+	a, _ := pipePair(t, nil, &options{Methods: m})
+	done := make(chan error, 1)
+	go func() {
+		for i := range 200 {
+			var r int
+			if err := a.Call(context.Background(), "sum", [2]int{i, 1}, &r); err != nil || r != i+1 {
+				done <- fmt.Errorf("call %d: %d, %v", i, r, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	var added atomic.Int32
+	uses := 0
+	for err := error(nil); ; uses++ {
+		select {
+		case err = <-done:
+		default:
+			if uses < 300 {
+				m.Use(func(next Handler) Handler {
+					return func(ctx context.Context, req *Request) (any, error) {
+						added.Add(1)
+						return next(ctx, req)
+					}
+				})
+				continue
+			}
+			err = <-done
+		}
+		require.NoError(t, err)
+		break
+	}
+	var r int
+	before := added.Load()
+	require.NoError(t, a.Call(context.Background(), "sum", [2]int{1, 1}, &r))
+	require.Equal(t, int32(uses), added.Load()-before, "a call after the last Use runs them all")
 }

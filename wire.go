@@ -2,6 +2,7 @@ package wsrpc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math"
@@ -175,7 +176,7 @@ const (
 // index after the object, or 0, having changed nothing, for anything
 // else: parseMembers parses that.
 func parseCommon(b []byte, i, depth int, e *envelope) int {
-	if len(b)-i < len(commonHead)+4 || string(b[i:i+len(commonHead)]) != commonHead {
+	if len(b)-i < len(commonHead)+4 || !isCommonHead(b[i:]) {
 		return 0
 	}
 	j := i + len(commonHead)
@@ -224,6 +225,22 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 	e.version = b[i+commonVer : i+commonVer+len(version2)]
 	e.id, e.method, e.params, e.result = id, method, params, result
 	return k + 1
+}
+
+// isCommonHead reports whether b starts with commonHead (b has room for
+// it): three word loads instead of a call to memequal.
+func isCommonHead(b []byte) bool {
+	const n = len(commonHead)
+	_ = b[n-1]
+	return binary.LittleEndian.Uint64(b) == headWords[0] &&
+		binary.LittleEndian.Uint64(b[8:]) == headWords[1] &&
+		binary.LittleEndian.Uint64(b[n-8:]) == headWords[2]
+}
+
+var headWords = [3]uint64{
+	binary.LittleEndian.Uint64([]byte(commonHead)),
+	binary.LittleEndian.Uint64([]byte(commonHead[8:])),
+	binary.LittleEndian.Uint64([]byte(commonHead[len(commonHead)-8:])),
 }
 
 func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }

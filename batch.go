@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -255,13 +256,20 @@ func (b *Batch) sendNotifications(ctx context.Context) error {
 // encode appends the batch as a JSON array, numbering its calls from id.
 func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 	buf = append(buf, '[')
+	// The ids run on from id: its digits are counted up in place rather
+	// than formatted again for each call.
+	var digits [24]byte
+	num := strconv.AppendUint(digits[:0], id, 10)
 	for i, it := range b.items {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		if it.call != nil {
-			buf = appendRequestHead(buf, id, it.method)
-			id++
+			buf = append(buf, jsonrpcPrefix+`,"id":`...)
+			buf = append(buf, num...)
+			buf = append(buf, `,"method":`...)
+			buf = appendString(buf, it.method)
+			num = incDecimal(num)
 		} else {
 			buf = appendNotificationHead(buf, it.method)
 		}
@@ -271,6 +279,22 @@ func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 		}
 	}
 	return append(buf, ']'), nil
+}
+
+// incDecimal adds one to the decimal number in d, in place when it has no
+// more digits after.
+func incDecimal(d []byte) []byte {
+	for i := len(d) - 1; i >= 0; i-- {
+		if d[i] != '9' {
+			d[i]++
+			return d
+		}
+		d[i] = '0'
+	}
+	// All nines: one digit more.
+	d = append(d, '0')
+	d[0] = '1'
+	return d
 }
 
 // ---- serving batches ----

@@ -674,3 +674,12 @@ func TestParseCommonAgreesWithMembers(t *testing.T) {
 	}
 	require.Equal(t, 8, accepted, "the first eight take the fast path")
 }
+
+func TestIncDecimal(t *testing.T) {
+	t.Parallel()
+	for _, n := range []uint64{0, 1, 8, 9, 10, 99, 199, 999, 1234567, 9999999, 1<<63 - 1, 1<<64 - 2} {
+		var buf [24]byte
+		got := incDecimal(strconv.AppendUint(buf[:0], n, 10))
+		require.Equal(t, strconv.FormatUint(n+1, 10), string(got), "%d", n)
+	}
+}

@@ -337,7 +337,13 @@ func getBatch(p *Peer) *serverBatch {
 // slot appends a zero item and returns its envelope, for the parser to
 // fill; took or drop follows.
 func (sb *serverBatch) slot() *envelope {
-	sb.items = append(sb.items, serverItem{})
+	if n := len(sb.items); n < cap(sb.items) {
+		// Zero already: release and drop clear what they leave, and
+		// growth leaves zeros beyond the items it copies.
+		sb.items = sb.items[:n+1]
+	} else {
+		sb.items = append(sb.items, serverItem{})
+	}
 	return &sb.items[len(sb.items)-1].env
 }
 

@@ -645,6 +645,11 @@ func TestParseCommonAgreesWithMembers(t *testing.T) {
 		`{"jsonrpc":"2.0","id":7,"result":null}`,
 		`{"jsonrpc":"2.0","id":7,"result":{"x":"\u00e9"}}`,
 		`{"jsonrpc":"2.0","id":7,"result":"é"} `,
+		`{"jsonrpc":"2.0","id":7,"result":0}`,
+		`{"jsonrpc":"2.0","id":7,"result":120}`,
+		`{"jsonrpc":"2.0","id":7,"result":12.5}`,
+		`{"jsonrpc":"2.0","id":7,"result":-3}`,
+		`{"jsonrpc":"2.0","id":7,"result":1e5}`,
 		// Shapes the fast path leaves to parseMembers.
 		`{"jsonrpc":"2.0","id":01,"method":"m"}`,
 		`{"jsonrpc":"2.0","id":-1,"method":"m"}`,
@@ -662,6 +667,10 @@ func TestParseCommonAgreesWithMembers(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":"m" }`,
 		`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1]`,
+		`{"jsonrpc":"2.0","id":7,"result":01}`,
+		`{"jsonrpc":"2.0","id":7,"result":1.}`,
+		`{"jsonrpc":"2.0","id":7,"result":2,"result":3}`,
+		`{"jsonrpc":"2.0","id":1,"method":"a	b"}`,
 		`{"jsonrpc":"2.0","id":1,`,
 		`{"jsonrpc":"2.0","id":1`,
 	} {
@@ -672,7 +681,7 @@ func TestParseCommonAgreesWithMembers(t *testing.T) {
 			accepted++
 		}
 	}
-	require.Equal(t, 8, accepted, "the first eight take the fast path")
+	require.Equal(t, 13, accepted, "the first thirteen take the fast path")
 }
 
 func TestIncDecimal(t *testing.T) {

@@ -243,6 +243,20 @@ func (d *basicDecoder) decode(params []byte, dst unsafe.Pointer) error {
 	n := 0
 	i := skipSpace(params, 1)
 	for i < len(params) && params[i] != ']' {
+		if d.elem == basicInt && n < limit {
+			// The common list: small integers, parsed as they are
+			// found rather than found and then parsed.
+			if v, end, ok := quickInt(params, i); ok {
+				if !storeInt(unsafe.Add(dst, uintptr(n)*d.size), d.size, v) {
+					return argError(n, "an integer in range")
+				}
+				n++
+				if i = skipSpace(params, end); i < len(params) && params[i] == ',' {
+					i = skipSpace(params, i+1)
+				}
+				continue
+			}
+		}
 		end := skipValue(params, i)
 		if end == i {
 			return errParamsShape // not valid JSON after all
@@ -300,18 +314,8 @@ func setBasicAt(ptr unsafe.Pointer, k basicKind, size uintptr, tok []byte, i int
 		*(*string)(ptr) = s
 	case basicInt:
 		n, ok := parseInt(tok)
-		if !ok || size < 8 && (n < -1<<(size*8-1) || n >= 1<<(size*8-1)) {
+		if !ok || !storeInt(ptr, size, n) {
 			return argError(i, "an integer in range")
-		}
-		switch size {
-		case 1:
-			*(*int8)(ptr) = int8(n)
-		case 2:
-			*(*int16)(ptr) = int16(n)
-		case 4:
-			*(*int32)(ptr) = int32(n)
-		default:
-			*(*int64)(ptr) = n
 		}
 	case basicUint:
 		n, err := strconv.ParseUint(string(tok), 10, 64)
@@ -352,6 +356,53 @@ func setBasicAt(ptr unsafe.Pointer, k basicKind, size uintptr, tok []byte, i int
 		}
 	}
 	return nil
+}
+
+// storeInt stores n in the signed integer of size bytes at ptr; false if it
+// does not fit.
+func storeInt(ptr unsafe.Pointer, size uintptr, n int64) bool {
+	if size < 8 && (n < -1<<(size*8-1) || n >= 1<<(size*8-1)) {
+		return false
+	}
+	switch size {
+	case 1:
+		*(*int8)(ptr) = int8(n)
+	case 2:
+		*(*int16)(ptr) = int16(n)
+	case 4:
+		*(*int32)(ptr) = int32(n)
+	default:
+		*(*int64)(ptr) = n
+	}
+	return true
+}
+
+// quickInt parses the integer of at most 18 digits at b[i], which must end
+// the element (a ',', ']' or white space follows). ok is false for
+// anything else, left to the general path: longer numbers, fractions,
+// exponents, leading zeros.
+func quickInt(b []byte, i int) (n int64, end int, ok bool) {
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	for i < len(b) && i-start < 18 && b[i] >= '0' && b[i] <= '9' {
+		n = n*10 + int64(b[i]-'0')
+		i++
+	}
+	if i == start || i-start > 1 && b[start] == '0' || i >= len(b) {
+		return 0, 0, false
+	}
+	switch b[i] {
+	case ',', ']', ' ', '\t', '\n', '\r':
+	default:
+		return 0, 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, i, true
 }
 
 // parseInt parses a JSON integer token as strconv.ParseInt(tok, 10, 64)

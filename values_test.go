@@ -369,6 +369,7 @@ func TestBasicDecoderMatchesEncodingJSON(t *testing.T) {
 			check(t, typ, "["+tok+"]")
 			check(t, reflect.ArrayOf(3, typ), "[null,"+tok+"]")
 			check(t, reflect.SliceOf(typ), "["+tok+","+tok+"]")
+			check(t, reflect.ArrayOf(2, typ), "[ "+tok+" ,\n"+tok+"\t]")
 		}
 	}
 }

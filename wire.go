@@ -193,7 +193,10 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 	switch {
 	case hasPrefix(b[k:], `"method":"`):
 		ms := k + len(`"method":`)
-		me := plainRun(b, ms+1)
+		me := ms + 1
+		for me < len(b) && plainName[b[me]] {
+			me++ // method names are short: a byte at a time
+		}
 		if me >= len(b) || b[me] != '"' {
 			return 0 // escapes, or not ASCII: parseMembers sorts it out
 		}
@@ -211,9 +214,15 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 		}
 	case hasPrefix(b[k:], `"result":`):
 		rs := k + len(`"result":`)
-		re, err := scanValue(b, rs, depth+1)
-		if err != nil {
-			return 0
+		re := rs
+		for re < len(b) && b[re] >= '0' && b[re] <= '9' {
+			re++ // a small count or id, the commonest result
+		}
+		if re == rs || re < len(b) && (b[re] == '.' || b[re] == 'e' || b[re] == 'E') || re-rs > 1 && b[rs] == '0' {
+			var err error
+			if re, err = scanValue(b, rs, depth+1); err != nil {
+				return 0
+			}
 		}
 		result, k = b[rs:re], re
 	default:
@@ -226,6 +235,15 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 	e.id, e.method, e.params, e.result = id, method, params, result
 	return k + 1
 }
+
+// plainName marks the bytes that a JSON string holds as they are: not a
+// quote, a backslash, a control character or part of a UTF-8 sequence.
+var plainName = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // isCommonHead reports whether b starts with commonHead (b has room for
 // it): three word loads instead of a call to memequal.

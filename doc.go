@@ -433,7 +433,8 @@ package wsrpc
 // the reader to serve inline (read.go: handle → serve.go: serveOne →
 // answer.go: dispatch, appendResponse → write.go: write).
 //
-// A call out: Call → send registers the call's id in pending, writes the
+// A call out: Call → send registers the call's id in pending (a batch, as
+// one entry in batches, whose ids complete takes one at a time), writes the
 // request, and waits: a caller takes the reading role if it is free and
 // reads until its answer (readFor; with a context that can end, in caller
 // mode, an interrupt armed with context.AfterFunc); a caller that cannot

@@ -240,6 +240,12 @@ func tooLargeSize(id []byte) int {
 // result's encoding (a MarshalJSON method, a Codec) becomes an error, as a
 // panic in the handler itself does, instead of crashing the process.
 func appendResultValue(b []byte, v any, c Codec) (out []byte, err error) {
+	if c == nil {
+		switch v.(type) {
+		case int, int64, uint64, bool, nil:
+			return appendValue(b, v, c) // cannot panic: no deferred recover
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = b, fmt.Errorf("wsrpc: encoding the result panicked: %v", r)

@@ -260,6 +260,10 @@ func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 	// than formatted again for each call.
 	var digits [24]byte
 	num := strconv.AppendUint(digits[:0], id, 10)
+	// A batch calls the same few methods over and over: a name that is
+	// the last one's is copied from where it was encoded.
+	var last string
+	var lastAt, lastEnd int
 	for i, it := range b.items {
 		if i > 0 {
 			buf = append(buf, ',')
@@ -267,11 +271,17 @@ func (b *batchItems) encode(buf []byte, id uint64, c Codec) ([]byte, error) {
 		if it.call != nil {
 			buf = append(buf, jsonrpcPrefix+`,"id":`...)
 			buf = append(buf, num...)
-			buf = append(buf, `,"method":`...)
-			buf = appendString(buf, it.method)
 			num = incDecimal(num)
 		} else {
-			buf = appendNotificationHead(buf, it.method)
+			buf = append(buf, jsonrpcPrefix...)
+		}
+		buf = append(buf, `,"method":`...)
+		if lastEnd > 0 && it.method == last {
+			buf = append(buf, buf[lastAt:lastEnd]...)
+		} else {
+			lastAt = len(buf)
+			buf = appendString(buf, it.method)
+			last, lastEnd = it.method, len(buf)
 		}
 		var err error
 		if buf, err = appendParams(buf, it.params, c); err != nil {

@@ -692,3 +692,23 @@ func TestIncDecimal(t *testing.T) {
 		require.Equal(t, strconv.FormatUint(n+1, 10), string(got), "%d", n)
 	}
 }
+
+// TestBatchEncodeNames: names repeated, alternating, in notifications and
+// with characters to escape come out as encoding each on its own would.
+func TestBatchEncodeNames(t *testing.T) {
+	t.Parallel()
+	b := (&Peer{}).NewBatch()
+	b.Call("a", nil, nil)
+	b.Call("a", []int{1}, nil)
+	b.Notify("a", nil)
+	b.Call("b\"c", nil, nil)
+	b.Notify("b\"c", []int{2})
+	b.Call("a", nil, nil)
+	got, err := b.encode(nil, 9, nil)
+	require.NoError(t, err)
+	want := `[{"jsonrpc":"2.0","id":9,"method":"a"},{"jsonrpc":"2.0","id":10,"method":"a","params":[1]},` +
+		`{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","id":11,"method":"b\"c"},` +
+		`{"jsonrpc":"2.0","method":"b\"c","params":[2]},{"jsonrpc":"2.0","id":12,"method":"a"}]`
+	require.Equal(t, want, string(got))
+	b.recycle()
+}

@@ -489,22 +489,24 @@ type basicEnc struct {
 var basicTypes [256]atomic.Pointer[basicTypeEnc]
 
 type basicTypeEnc struct {
-	t   reflect.Type
+	t   unsafe.Pointer // the type's descriptor
 	enc basicEnc
 }
 
 func basicEncOf(t reflect.Type) basicEnc {
-	// The descriptor's address: the data word of the interface t.
-	addr := uintptr((*[2]unsafe.Pointer)(unsafe.Pointer(&t))[1])
+	// The descriptor: the data word of the interface t (reflect.Type
+	// values are all *rtype, unique per type).
+	desc := (*[2]unsafe.Pointer)(unsafe.Pointer(&t))[1]
+	addr := uintptr(desc)
 	slot := &basicTypes[(addr>>5^addr>>13)%uintptr(len(basicTypes))]
-	if e := slot.Load(); e != nil && e.t == t {
+	if e := slot.Load(); e != nil && e.t == desc {
 		return e.enc
 	}
 	var e basicEnc
 	if d := newBasicDecoder(t); d != nil {
 		e = basicEnc{list: d.list, k: d.elem, size: d.size, n: d.n}
 	}
-	slot.Store(&basicTypeEnc{t: t, enc: e})
+	slot.Store(&basicTypeEnc{t: desc, enc: e})
 	return e
 }
 

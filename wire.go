@@ -191,7 +191,7 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 	k++
 	var method, params, result []byte
 	switch {
-	case hasPrefix(b[k:], `"method":"`):
+	case methodKey.starts(b[k:]):
 		ms := k + len(`"method":`)
 		me := ms + 1
 		for me < len(b) && plainName[b[me]] {
@@ -201,7 +201,7 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 			return 0 // escapes, or not ASCII: parseMembers sorts it out
 		}
 		method, k = b[ms:me+1], me+1
-		if hasPrefix(b[k:], `,"params":`) {
+		if paramsKey.starts(b[k:]) {
 			ps := k + len(`,"params":`)
 			if ps >= len(b) || b[ps] != '[' && b[ps] != '{' {
 				return 0
@@ -212,7 +212,7 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 			}
 			params, k = b[ps:pe], pe
 		}
-	case hasPrefix(b[k:], `"result":`):
+	case resultKey.starts(b[k:]):
 		rs := k + len(`"result":`)
 		re := rs
 		for re < len(b) && b[re] >= '0' && b[re] <= '9' {
@@ -261,7 +261,29 @@ var headWords = [3]uint64{
 	binary.LittleEndian.Uint64([]byte(commonHead[len(commonHead)-8:])),
 }
 
-func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
+// A wireKey is a constant of 8 to 16 bytes that parseCommon looks for, held as
+// its first and last eight bytes: two word loads to compare, where a
+// string comparison calls memequal.
+type wireKey struct {
+	n          int
+	head, tail uint64
+}
+
+func newKey(s string) wireKey {
+	return wireKey{len(s), binary.LittleEndian.Uint64([]byte(s)), binary.LittleEndian.Uint64([]byte(s[len(s)-8:]))}
+}
+
+var (
+	methodKey = newKey(`"method":"`)
+	paramsKey = newKey(`,"params":`)
+	resultKey = newKey(`"result":`)
+)
+
+// starts reports whether b starts with k.
+func (k wireKey) starts(b []byte) bool {
+	return len(b) >= k.n && binary.LittleEndian.Uint64(b) == k.head &&
+		binary.LittleEndian.Uint64(b[k.n-8:]) == k.tail
+}
 
 // parseMembers is parseObjectAt for any object, a member at a time.
 func parseMembers(b []byte, i, depth int, e *envelope) (int, error) {

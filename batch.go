@@ -357,9 +357,10 @@ func (sb *serverBatch) slot() *envelope {
 	return &sb.items[len(sb.items)-1].env
 }
 
-// drop removes the item slot appended.
+// drop removes the item slot appended, before took: only its envelope
+// has been written, and is zeroed again.
 func (sb *serverBatch) drop() {
-	sb.items[len(sb.items)-1] = serverItem{}
+	sb.items[len(sb.items)-1].env = envelope{}
 	sb.items = sb.items[:len(sb.items)-1]
 }
 

@@ -429,7 +429,10 @@ func (b *HTTPBatch) send(ctx context.Context) error {
 	// The whole array is parsed, and must be valid, before any answer is
 	// taken from it.
 	var answers []envelope
-	if _, err := parseBatch(resp, i, math.MaxInt, nil, func(e *envelope) { answers = append(answers, *e) }); err != nil {
+	if _, err := parseBatch(resp, i, math.MaxInt, func() *envelope {
+		answers = append(answers, envelope{})
+		return &answers[len(answers)-1]
+	}, func(*envelope) {}); err != nil {
 		return errors.New("wsrpc: malformed batch response")
 	}
 	for _, env := range answers {

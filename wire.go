@@ -368,28 +368,21 @@ func parseMembers(b []byte, i, depth int, e *envelope) (int, error) {
 
 // parseBatch parses the batch at b[start] (b[start] == '[') in one pass:
 // each of its first max elements is parsed into the envelope next returns
-// (a zero one; nil next: one of parseBatch's own) and passed to each (an
-// element that is not an object gets e.invalid set); the rest are only
-// validated. It returns the number of elements, or errSyntax if b is not
-// one valid JSON value. Unless next gave it, each must copy what it keeps
-// of e.
+// (a zero one) and passed to each (an element that is not an object gets
+// e.invalid set); the rest are only validated. It returns the number of
+// elements, or errSyntax if b is not one valid JSON value.
 func parseBatch(b []byte, start, max int, next func() *envelope, each func(e *envelope)) (n int, err error) {
 	i := skipSpace(b, start+1)
 	if i < len(b) && b[i] == ']' {
 		i++
 	} else {
-		var own envelope
 		for {
 			if i >= len(b) {
 				return n, errSyntax
 			}
-			e := &own
+			var e *envelope
 			if n < max {
-				if next != nil {
-					e = next()
-				} else {
-					e.reset()
-				}
+				e = next()
 			}
 			var end int
 			switch {

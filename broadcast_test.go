@@ -248,7 +248,8 @@ func TestBroadcastSlowPeerDoesNotBlockOthers(t *testing.T) {
 	slow, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"X-Slow": {"1"}}})
 	require.NoError(t, err)
 	defer slow.CloseNow()
-	require.Eventually(t, func() bool { return srv.Len() == readers+1 }, 10*time.Second, time.Millisecond)
+	// A peer is listed (Len) before its OnConnect has run: wait for both.
+	require.Eventually(t, func() bool { return srv.Len() == readers+1 && slowPeer.Load() != nil }, 10*time.Second, time.Millisecond)
 	sp := slowPeer.Load()
 	require.NotNil(t, sp)
 

@@ -27,21 +27,26 @@ const (
 // parseMessage parses the message b. A single object is parsed into env,
 // whatever it is (the caller looks at env.invalid and env.isRequest). A
 // batch's items are appended to sb.items, in order; items that are answers
-// to our own calls go to onAnswer (and are dropped) when onAnswer is not
-// nil, and are otherwise kept, refused, as answers to no call. A message
-// that cannot be served at all is refused with the error to send.
-func parseMessage(b []byte, maxBatch int, env *envelope, sb *serverBatch, onAnswer func(*envelope)) (msgKind, *Error) {
+// to our own calls go, all together, to onAnswers (and are dropped) when
+// onAnswers is not nil, and are otherwise kept, refused, as answers to no
+// call. A message that cannot be served at all is refused with the error
+// to send.
+func parseMessage(b []byte, maxBatch int, env *envelope, sb *serverBatch, onAnswers func([]envelope, []takenID)) (msgKind, *Error) {
 	i := skipSpace(b, 0)
 	if i < len(b) && b[i] == '[' {
 		// Items are parsed in place, into the batch: no copy of each.
 		n, err := parseBatch(b, i, maxBatch, sb.slot, func(e *envelope) {
-			if e.invalid == "" && !e.isRequest() && onAnswer != nil {
-				onAnswer(e)
+			if e.invalid == "" && !e.isRequest() && onAnswers != nil {
+				sb.answers = append(sb.answers, *e)
 				sb.drop()
 				return
 			}
 			sb.took()
 		})
+		if len(sb.answers) > 0 {
+			sb.taken = append(sb.taken[:0], make([]takenID, len(sb.answers))...)
+			onAnswers(sb.answers, sb.taken)
+		}
 		if e := batchError(n, err, maxBatch); e != nil {
 			return msgRefused, e
 		}

@@ -29,6 +29,10 @@ type batchItems struct {
 	slab []BatchCall
 	sent bool
 	n    int // items sent
+	// sized remembers how many calls this peer's batches had last (the
+	// peer's or HTTPClient's batchSize), to size the first chunk of slab:
+	// a program sends batches of about the same size over and over.
+	sized *atomic.Int32
 }
 
 // batchLists are the lists of a batch being built.
@@ -72,7 +76,11 @@ func (b *batchItems) recycle() {
 func (b *batchItems) addCall(method string, params, result any) *BatchCall {
 	if len(b.slab) == cap(b.slab) {
 		// A new chunk; the calls handed out still point into the old one.
-		b.slab = make([]BatchCall, 0, min(max(2*cap(b.slab), 16), 256))
+		n := 2 * cap(b.slab)
+		if n == 0 && b.sized != nil {
+			n = int(b.sized.Load())
+		}
+		b.slab = make([]BatchCall, 0, min(max(n, 16), 256))
 	}
 	b.slab = append(b.slab, BatchCall{Method: method, result: result})
 	c := &b.slab[len(b.slab)-1]
@@ -105,6 +113,9 @@ func (b *batchItems) sendOnce(ctx context.Context, cfg *config, p *Peer, send fu
 	l := b.lists()
 	b.n = len(l.items)
 	b.sent = true
+	if b.sized != nil && len(l.calls) > 0 {
+		b.sized.Store(int32(min(len(l.calls), 256)))
+	}
 	defer b.recycle()
 	var events []*Event
 	var ctxs []context.Context // each item's, as its Start returned it
@@ -157,7 +168,13 @@ func (c *BatchCall) Err() error {
 }
 
 // NewBatch returns an empty batch for p.
-func (p *Peer) NewBatch() *Batch { return &Batch{p: p} }
+func (p *Peer) NewBatch() *Batch {
+	b := &Batch{p: p}
+	if p != nil {
+		b.sized = &p.batchSize
+	}
+	return b
+}
 
 // Call adds a call of method with params; its result is decoded into result
 // (a pointer, or nil) when the batch's answer arrives.
@@ -323,6 +340,10 @@ type serverBatch struct {
 	p       *Peer
 	msg     *msgBuf // the message the items point into
 	size    int64   // bytes charged to p's budgets
+	// answers are the answers to our own calls that came in the batch,
+	// completed together (Peer.completeAll), with taken its scratch.
+	answers []envelope
+	taken   []takenID
 }
 
 // serverItem is one item of an incoming batch and its outcome. An item
@@ -513,6 +534,8 @@ func (sb *serverBatch) release() {
 	}
 	clear(sb.items)
 	sb.items, sb.replies = sb.items[:0], 0
+	clear(sb.answers)
+	sb.answers = sb.answers[:0]
 	sb.p, sb.msg, sb.size = nil, nil, 0
 	batchPool.Put(sb)
 }

@@ -307,24 +307,66 @@ func (p *Peer) abandon(c *call, sent bool) {
 // idle reports that the call completed was the last one pending, and that
 // its caller may read its answers itself: the reader can step aside.
 func (p *Peer) complete(env *envelope, msg *msgBuf) (kept, idle bool) {
-	id, ok := parseUintID(env.id)
-	var c *call
-	if ok {
-		p.mu.Lock()
-		if c = p.pending[id]; c != nil {
-			delete(p.pending, id)
-		} else if c = p.takeBatchID(id); c != nil && c.open == 0 {
-			p.dropBatch(c)
-		}
-		idle = c != nil && !p.awaiting() && c.selfRead
-		p.mu.Unlock()
-	}
+	p.mu.Lock()
+	c, id := p.takeID(env)
+	idle = c != nil && !p.awaiting() && c.selfRead
+	p.mu.Unlock()
 	if c == nil {
 		p.cfg.log.Debug("wsrpc: dropped a response to no pending call", "id", string(env.id))
 		return false, false
 	}
-	// The id is ours alone now: nobody else writes this slot or the arena
-	// until remaining says so.
+	return p.fill(c, id, env, msg), idle
+}
+
+// completeAll is complete for the answers in one batch message: their ids
+// are taken under one lock. to is scratch of len(es).
+func (p *Peer) completeAll(es []envelope, to []takenID) (idle bool) {
+	p.mu.Lock()
+	for i := range es {
+		t := &to[i]
+		t.c, t.id = p.takeID(&es[i])
+		idle = idle || t.c != nil && t.c.selfRead
+	}
+	idle = idle && !p.awaiting()
+	p.mu.Unlock()
+	for i, t := range to {
+		if t.c == nil {
+			p.cfg.log.Debug("wsrpc: dropped a response to no pending call", "id", string(es[i].id))
+			continue
+		}
+		p.fill(t.c, t.id, &es[i], nil)
+	}
+	clear(to)
+	return idle
+}
+
+// takenID is an id taken from the call that issued it.
+type takenID struct {
+	c  *call
+	id uint64
+}
+
+// takeID takes the id of the answer env from the call that issued it, if
+// it awaits that answer: then only the caller of takeID writes its slot.
+// Called with p.mu held.
+func (p *Peer) takeID(env *envelope) (*call, uint64) {
+	id, ok := parseUintID(env.id)
+	if !ok {
+		return nil, 0
+	}
+	c := p.pending[id]
+	if c != nil {
+		delete(p.pending, id)
+	} else if c = p.takeBatchID(id); c != nil && c.open == 0 {
+		p.dropBatch(c)
+	}
+	return c, id
+}
+
+// fill writes the answer env into the slot of id, which the caller has
+// taken, and signals c's waiter after the last one. A large result of a
+// single call stays in msg (if not nil), which c then keeps.
+func (p *Peer) fill(c *call, id uint64, env *envelope, msg *msgBuf) (kept bool) {
 	s := &c.slots[id-c.firstID]
 	if env.err != nil {
 		s.err = decodeRemoteError(env.err)
@@ -340,7 +382,7 @@ func (p *Peer) complete(env *envelope, msg *msgBuf) (kept, idle bool) {
 	if c.remaining.Add(-1) == 0 {
 		c.done <- struct{}{}
 	}
-	return kept, idle
+	return kept
 }
 
 // addPending registers c's ids as awaiting answers. Called with p.mu held.

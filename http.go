@@ -213,6 +213,8 @@ type HTTPClient struct {
 	cfg    *config
 	client *http.Client
 	nextID atomic.Uint64
+	// batchSize is the number of calls in the last batch sent (batch.go).
+	batchSize atomic.Int32
 }
 
 // NewHTTPClient returns a client posting to url (http:// or https://),
@@ -366,7 +368,11 @@ type HTTPBatch struct {
 }
 
 // NewBatch returns an empty batch for c.
-func (c *HTTPClient) NewBatch() *HTTPBatch { return &HTTPBatch{c: c} }
+func (c *HTTPClient) NewBatch() *HTTPBatch {
+	b := &HTTPBatch{c: c}
+	b.sized = &c.batchSize
+	return b
+}
 
 // Batch builds a batch with build and posts it when build returns. The
 // returned error is about the batch as a whole; each call's own outcome is

@@ -43,8 +43,10 @@ type Peer struct {
 
 	id     atomic.Uint64 // see ID
 	nextID atomic.Uint64 // ids of our own calls
-	slots  chan struct{} // one per own call or batch awaiting answers
-	calls  sync.Pool     // of *call (per peer: see newCall)
+	// batchSize is the number of calls in the last batch sent (batch.go).
+	batchSize atomic.Int32
+	slots     chan struct{} // one per own call or batch awaiting answers
+	calls     sync.Pool     // of *call (per peer: see newCall)
 
 	// writeSem is held (full) while a message is written. It is a channel,
 	// not a mutex, so that a caller whose context ends while it waits for

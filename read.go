@@ -294,8 +294,8 @@ func (p *Peer) route(buf *msgBuf) (work *inbound, kept, idle bool) {
 		sb = getBatch(p)
 	}
 	in := inboundPool.Get().(*inbound)
-	kind, refusal := parseMessage(buf.b, p.cfg.MaxBatch, &in.env, sb, func(e *envelope) {
-		if _, last := p.complete(e, nil); last {
+	kind, refusal := parseMessage(buf.b, p.cfg.MaxBatch, &in.env, sb, func(es []envelope, to []takenID) {
+		if p.completeAll(es, to) {
 			idle = true
 		}
 	})

@@ -319,18 +319,8 @@ func setBasicAt(ptr unsafe.Pointer, k basicKind, size uintptr, tok []byte, i int
 		}
 	case basicUint:
 		n, err := strconv.ParseUint(string(tok), 10, 64)
-		if err != nil || size < 8 && n >= 1<<(size*8) {
+		if err != nil || !storeUint(ptr, size, n) {
 			return argError(i, "a non-negative integer in range")
-		}
-		switch size {
-		case 1:
-			*(*uint8)(ptr) = uint8(n)
-		case 2:
-			*(*uint16)(ptr) = uint16(n)
-		case 4:
-			*(*uint32)(ptr) = uint32(n)
-		default:
-			*(*uint64)(ptr) = n
 		}
 	case basicFloat:
 		if tok[0] != '-' && (tok[0] < '0' || tok[0] > '9') {
@@ -377,6 +367,25 @@ func storeInt(ptr unsafe.Pointer, size uintptr, n int64) bool {
 	return true
 }
 
+// storeUint stores n in the unsigned integer of size bytes at ptr; false if
+// it does not fit.
+func storeUint(ptr unsafe.Pointer, size uintptr, n uint64) bool {
+	if size < 8 && n >= 1<<(size*8) {
+		return false
+	}
+	switch size {
+	case 1:
+		*(*uint8)(ptr) = uint8(n)
+	case 2:
+		*(*uint16)(ptr) = uint16(n)
+	case 4:
+		*(*uint32)(ptr) = uint32(n)
+	default:
+		*(*uint64)(ptr) = n
+	}
+	return true
+}
+
 // quickInt parses the integer of at most 18 digits at b[i], which must end
 // the element (a ',', ']' or white space follows). ok is false for
 // anything else, left to the general path: longer numbers, fractions,
@@ -386,15 +395,11 @@ func quickInt(b []byte, i int) (n int64, end int, ok bool) {
 	if neg {
 		i++
 	}
-	start := i
-	for i < len(b) && i-start < 18 && b[i] >= '0' && b[i] <= '9' {
-		n = n*10 + int64(b[i]-'0')
-		i++
-	}
-	if i == start || i-start > 1 && b[start] == '0' || i >= len(b) {
+	n, end = digits(b, i)
+	if end == i || end-i > 1 && b[i] == '0' || end >= len(b) {
 		return 0, 0, false
 	}
-	switch b[i] {
+	switch b[end] {
 	case ',', ']', ' ', '\t', '\n', '\r':
 	default:
 		return 0, 0, false
@@ -402,27 +407,25 @@ func quickInt(b []byte, i int) (n int64, end int, ok bool) {
 	if neg {
 		n = -n
 	}
-	return n, i, true
+	return n, end, true
 }
 
 // parseInt parses a JSON integer token as strconv.ParseInt(tok, 10, 64)
-// does; numbers too long for the quick loop take strconv's path.
+// does; numbers too long for digits take strconv's path.
 func parseInt(tok []byte) (int64, bool) {
-	neg := tok[0] == '-'
-	d := tok
+	neg := len(tok) > 0 && tok[0] == '-'
+	i := 0
 	if neg {
-		d = d[1:]
+		i = 1
 	}
-	if len(d) == 0 || len(d) > 18 {
+	n, end := digits(tok, i)
+	switch {
+	case end == len(tok) && end > i:
+	case end-i == 18:
 		n, err := strconv.ParseInt(string(tok), 10, 64)
 		return n, err == nil
-	}
-	var n int64
-	for _, c := range d {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
+	default:
+		return 0, false
 	}
 	if neg {
 		n = -n
@@ -430,26 +433,37 @@ func parseInt(tok []byte) (int64, bool) {
 	return n, true
 }
 
+// digits reads the decimal digits from b[i] on, at most 18 of them (which
+// cannot overflow an int64), and returns their value and where they end.
+func digits(b []byte, i int) (n int64, end int) {
+	for end = i; end < len(b) && end-i < 18 && b[end] >= '0' && b[end] <= '9'; end++ {
+		n = n*10 + int64(b[end]-'0')
+	}
+	return n, end
+}
+
 // ---- encoding params and results ----
 
 // appendBasic appends v as JSON if it is a basic value or an array or slice
-// of them, and reports whether it did. The values are read in place, as
-// basicDecoder writes them.
+// of them, and reports whether it did. The values are read in place, with
+// the layout basicDecoder writes them in.
 func appendBasic(b []byte, v any) ([]byte, bool) {
-	if v == nil {
+	// An interface is two words: its type's descriptor, and for a value
+	// that is not pointer-shaped (no basic value, array or slice of them
+	// is) a pointer to a copy of it.
+	words := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))
+	if words[0] == nil {
 		return b, false
 	}
-	enc := basicEncOf(reflect.TypeOf(v))
-	if enc.k == notBasic {
+	d := basicLayout(words[0], v)
+	if d == nil {
 		return b, false
 	}
-	// An interface holding a value that is not pointer-shaped (no basic
-	// value, array or slice of them is) points to a copy of it.
-	p := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
-	if !enc.list {
-		return appendBasicAt(b, p, enc.k, enc.size)
+	p := words[1]
+	if !d.list {
+		return appendBasicAt(b, p, d.elem, d.size)
 	}
-	n := enc.n
+	n := d.n
 	if n < 0 {
 		h := (*sliceHeader)(p)
 		if h.data == nil {
@@ -464,50 +478,36 @@ func appendBasic(b []byte, v any) ([]byte, bool) {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = appendBasicAt(b, unsafe.Add(p, uintptr(i)*enc.size), enc.k, enc.size); !ok {
+		if b, ok = appendBasicAt(b, unsafe.Add(p, uintptr(i)*d.size), d.elem, d.size); !ok {
 			return b[:start], false
 		}
 	}
 	return append(b, ']'), true
 }
 
-// basicEnc is how appendBasic encodes a type: as a basic value of kind k
-// and size bytes, or as an array (of n) or slice (n < 0) of them (list), or
-// not (k is notBasic).
-type basicEnc struct {
-	list bool
-	k    basicKind
-	size uintptr
-	n    int
+// basicTypes caches the basicDecoder of each type appendBasic sees (nil:
+// not basic): working it out costs more than encoding a small value. It is
+// direct-mapped by the address of the type's descriptor and lock-free: a
+// program encodes a few types over and over, and a type that loses its
+// place to another is only worked out again.
+var basicTypes [256]atomic.Pointer[basicType]
+
+type basicType struct {
+	desc unsafe.Pointer // the type's descriptor
+	d    *basicDecoder
 }
 
-// basicTypes caches basicEnc per type: telling a type's encoding costs
-// more than encoding a small value of it. It is direct-mapped by the
-// address of the type's descriptor, lock-free: a program encodes a few
-// types over and over, and a type that loses its place to another is
-// only worked out again.
-var basicTypes [256]atomic.Pointer[basicTypeEnc]
-
-type basicTypeEnc struct {
-	t   unsafe.Pointer // the type's descriptor
-	enc basicEnc
-}
-
-func basicEncOf(t reflect.Type) basicEnc {
-	// The descriptor: the data word of the interface t (reflect.Type
-	// values are all *rtype, unique per type).
-	desc := (*[2]unsafe.Pointer)(unsafe.Pointer(&t))[1]
+// basicLayout returns the basicDecoder of v's type, whose descriptor is
+// desc, or nil if the type is not basic.
+func basicLayout(desc unsafe.Pointer, v any) *basicDecoder {
 	addr := uintptr(desc)
 	slot := &basicTypes[(addr>>5^addr>>13)%uintptr(len(basicTypes))]
-	if e := slot.Load(); e != nil && e.t == desc {
-		return e.enc
+	if e := slot.Load(); e != nil && e.desc == desc {
+		return e.d
 	}
-	var e basicEnc
-	if d := newBasicDecoder(t); d != nil {
-		e = basicEnc{list: d.list, k: d.elem, size: d.size, n: d.n}
-	}
-	slot.Store(&basicTypeEnc{t: desc, enc: e})
-	return e
+	d := newBasicDecoder(reflect.TypeOf(v))
+	slot.Store(&basicType{desc: desc, d: d})
+	return d
 }
 
 // appendBasicAt appends the basic value of kind k and size bytes at ptr.

@@ -669,9 +669,6 @@ func decodeValue(data []byte, v any, c Codec) error {
 			*v = append((*v)[:0], data...)
 			return nil
 		case *int:
-			if len(data) == 0 {
-				break
-			}
 			if n, ok := parseInt(data); ok && int64(int(n)) == n {
 				*v = int(n)
 				return nil

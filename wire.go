@@ -176,15 +176,12 @@ const (
 // index after the object, or 0, having changed nothing, for anything
 // else: parseMembers parses that.
 func parseCommon(b []byte, i, depth int, e *envelope) int {
-	if len(b)-i < len(commonHead)+4 || !isCommonHead(b[i:]) {
+	if len(b)-i < len(commonHead)+4 || !versionKey.starts(b[i:]) || !idKey.starts(b[i+commonVer:]) {
 		return 0
 	}
 	j := i + len(commonHead)
-	k := j
-	for k < len(b) && b[k] >= '0' && b[k] <= '9' {
-		k++
-	}
-	if k == j || k-j > 1 && b[j] == '0' || k >= len(b) || b[k] != ',' {
+	k, ok := plainUint(b, j)
+	if !ok || k >= len(b) || b[k] != ',' {
 		return 0
 	}
 	id := b[j:k]
@@ -214,11 +211,9 @@ func parseCommon(b []byte, i, depth int, e *envelope) int {
 		}
 	case resultKey.starts(b[k:]):
 		rs := k + len(`"result":`)
-		re := rs
-		for re < len(b) && b[re] >= '0' && b[re] <= '9' {
-			re++ // a small count or id, the commonest result
-		}
-		if re == rs || re < len(b) && (b[re] == '.' || b[re] == 'e' || b[re] == 'E') || re-rs > 1 && b[rs] == '0' {
+		// A small count or id is the commonest result.
+		re, ok := plainUint(b, rs)
+		if !ok || re < len(b) && (b[re] == '.' || b[re] == 'e' || b[re] == 'E') {
 			var err error
 			if re, err = scanValue(b, rs, depth+1); err != nil {
 				return 0
@@ -245,25 +240,19 @@ var plainName = func() (t [256]bool) {
 	return t
 }()
 
-// isCommonHead reports whether b starts with commonHead (b has room for
-// it): three word loads instead of a call to memequal.
-func isCommonHead(b []byte) bool {
-	const n = len(commonHead)
-	_ = b[n-1]
-	return binary.LittleEndian.Uint64(b) == headWords[0] &&
-		binary.LittleEndian.Uint64(b[8:]) == headWords[1] &&
-		binary.LittleEndian.Uint64(b[n-8:]) == headWords[2]
+// plainUint returns the end of the digits at b[i], and whether they are a
+// JSON integer (one digit at least, no leading zero).
+func plainUint(b []byte, i int) (end int, ok bool) {
+	end = i
+	for end < len(b) && b[end] >= '0' && b[end] <= '9' {
+		end++
+	}
+	return end, end > i && (end-i == 1 || b[i] != '0')
 }
 
-var headWords = [3]uint64{
-	binary.LittleEndian.Uint64([]byte(commonHead)),
-	binary.LittleEndian.Uint64([]byte(commonHead[8:])),
-	binary.LittleEndian.Uint64([]byte(commonHead[len(commonHead)-8:])),
-}
-
-// A wireKey is a constant of 8 to 16 bytes that parseCommon looks for, held as
-// its first and last eight bytes: two word loads to compare, where a
-// string comparison calls memequal.
+// A wireKey is a constant of 8 to 16 bytes that parseCommon looks for,
+// held as its first and last eight bytes: two word loads to compare, where
+// a string comparison calls memequal.
 type wireKey struct {
 	n          int
 	head, tail uint64
@@ -274,9 +263,12 @@ func newKey(s string) wireKey {
 }
 
 var (
-	methodKey = newKey(`"method":"`)
-	paramsKey = newKey(`,"params":`)
-	resultKey = newKey(`"result":`)
+	// commonHead, in two keys.
+	versionKey = newKey(commonHead[:commonVer])
+	idKey      = newKey(commonHead[commonVer:])
+	methodKey  = newKey(`"method":"`)
+	paramsKey  = newKey(`,"params":`)
+	resultKey  = newKey(`"result":`)
 )
 
 // starts reports whether b starts with k.

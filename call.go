@@ -277,15 +277,11 @@ func (p *Peer) abandon(c *call, sent bool) {
 			}
 		}
 	} else if p.dropBatch(c) {
-		for i := range c.slots {
-			if s := &c.slots[i]; !s.taken {
-				s.taken = true
-				removed++
-				if tell {
-					cancel = append(cancel, c.firstID+uint64(i))
-				}
+		removed = c.takeRest(func(s *slot, id uint64) {
+			if tell {
+				cancel = append(cancel, id)
 			}
-		}
+		})
 	}
 	p.mu.Unlock()
 	p.cancelOutgoing(cancel)
@@ -416,6 +412,21 @@ func (p *Peer) takeBatchID(id uint64) *call {
 		return c
 	}
 	return nil
+}
+
+// takeRest takes the ids of batch c not taken yet, calling f with each
+// one's slot, and returns how many it took. Its caller has just taken c
+// out of p.batches, under p.mu, so no one else takes them.
+func (c *call) takeRest(f func(s *slot, id uint64)) int32 {
+	n := int32(0)
+	for i := range c.slots {
+		if s := &c.slots[i]; !s.taken {
+			s.taken = true
+			f(s, c.firstID+uint64(i))
+			n++
+		}
+	}
+	return n
 }
 
 // dropBatch removes c from the batches in flight; false if it was not

@@ -366,13 +366,7 @@ func (p *Peer) shutdown(cause error) bool {
 		}
 	}
 	for _, c := range batches {
-		n := int32(0)
-		for i := range c.slots {
-			if s := &c.slots[i]; !s.taken {
-				s.taken, s.err = true, p.err
-				n++
-			}
-		}
+		n := c.takeRest(func(s *slot, _ uint64) { s.err = p.err })
 		if c.remaining.Add(-n) == 0 {
 			c.done <- struct{}{}
 		}

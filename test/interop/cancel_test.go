@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -183,22 +182,11 @@ type clientRun struct {
 // "release") and returns what it printed.
 func runVSCodeClient(t *testing.T, node, url, mode string) clientRun {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "vscode_client.mjs", url, mode)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr lockedBuffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	runErr := cmd.Run()
-	if s := stderr.String(); s != "" {
-		t.Logf("node vscode_client.mjs stderr:\n%s", s)
-	}
-	require.NoError(t, runErr, "node vscode_client.mjs; stdout:\n%s", stdout.String())
+	out := runNodeScript(t, node, "vscode_client.mjs", url, mode)
 
 	var run clientRun
 	gotOutcome := false
-	for _, line := range strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		var l struct {
 			Dir     string          `json:"dir"`
 			Msg     json.RawMessage `json:"msg"`

@@ -152,30 +152,36 @@ func TestNodeClientAgainstGoServer(t *testing.T) {
 	node := requireNode(t)
 	url := startGoServer(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", url)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr lockedBuffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	runErr := cmd.Run() // waits for the process, also when ctx kills it
-
-	out := strings.TrimRight(stdout.String(), "\n")
+	out := strings.TrimRight(runNodeScript(t, node, "client.mjs", url), "\n")
 	lines := strings.Split(out, "\n")
 	for _, line := range lines {
 		t.Log(line)
 	}
-	if s := stderr.String(); s != "" {
-		t.Logf("node stderr:\n%s", s)
-	}
-	require.NoError(t, runErr, "node client.mjs")
 	require.NotEmpty(t, lines)
 	last := lines[len(lines)-1]
 	require.Regexp(t, `^[1-9][0-9]* passed, 0 failed$`, last, "summary line")
 	for _, line := range lines[:len(lines)-1] {
 		require.True(t, strings.HasPrefix(line, "ok - "), "unexpected line: %s", line)
 	}
+}
+
+// runNodeScript runs `node script args...` to its end, within a minute,
+// requires it to succeed, and returns what it printed.
+func runNodeScript(t *testing.T, node, script string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr lockedBuffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	runErr := cmd.Run() // waits for the process, also when ctx kills it
+	if s := stderr.String(); s != "" {
+		t.Logf("node %s stderr:\n%s", script, s)
+	}
+	require.NoError(t, runErr, "node %s; stdout:\n%s", script, stdout.String())
+	return stdout.String()
 }
 
 // nodeServer is a running `node server.mjs` (or another script that prints

@@ -34,7 +34,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -156,21 +155,9 @@ type subscriberReport struct {
 // its report.
 func runSubscriber(t *testing.T, node, url string, cfg subscriberConfig) subscriberReport {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	arg, err := json.Marshal(cfg)
 	require.NoError(t, err)
-	cmd := exec.CommandContext(ctx, node, "streams.mjs", "subscribe", url, string(arg))
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr lockedBuffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	runErr := cmd.Run()
-	if s := stderr.String(); s != "" {
-		t.Logf("node streams.mjs subscribe stderr:\n%s", s)
-	}
-	require.NoError(t, runErr, "node streams.mjs subscribe; stdout:\n%s", stdout.String())
-	out := strings.TrimSpace(stdout.String())
+	out := strings.TrimSpace(runNodeScript(t, node, "streams.mjs", "subscribe", url, string(arg)))
 	t.Logf("node report: %s", out)
 	var rep subscriberReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), "report line")

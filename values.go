@@ -354,16 +354,7 @@ func storeInt(ptr unsafe.Pointer, size uintptr, n int64) bool {
 	if size < 8 && (n < -1<<(size*8-1) || n >= 1<<(size*8-1)) {
 		return false
 	}
-	switch size {
-	case 1:
-		*(*int8)(ptr) = int8(n)
-	case 2:
-		*(*int16)(ptr) = int16(n)
-	case 4:
-		*(*int32)(ptr) = int32(n)
-	default:
-		*(*int64)(ptr) = n
-	}
+	storeBits(ptr, size, uint64(n))
 	return true
 }
 
@@ -373,17 +364,23 @@ func storeUint(ptr unsafe.Pointer, size uintptr, n uint64) bool {
 	if size < 8 && n >= 1<<(size*8) {
 		return false
 	}
+	storeBits(ptr, size, n)
+	return true
+}
+
+// storeBits stores the low size bytes of v at ptr: an integer that fits,
+// signed (two's complement) or not.
+func storeBits(ptr unsafe.Pointer, size uintptr, v uint64) {
 	switch size {
 	case 1:
-		*(*uint8)(ptr) = uint8(n)
+		*(*uint8)(ptr) = uint8(v)
 	case 2:
-		*(*uint16)(ptr) = uint16(n)
+		*(*uint16)(ptr) = uint16(v)
 	case 4:
-		*(*uint32)(ptr) = uint32(n)
+		*(*uint32)(ptr) = uint32(v)
 	default:
-		*(*uint64)(ptr) = n
+		*(*uint64)(ptr) = v
 	}
-	return true
 }
 
 // quickInt parses the integer of at most 18 digits at b[i], which must end

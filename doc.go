@@ -460,7 +460,8 @@ package wsrpc
 // closes Peer.finished. Close called from a handler waits only for the
 // goroutines not running user code (Peer.settled; dispatch brackets user
 // code with enterUser and leaveUser), since its own caller is one of the
-// others.
+// others, and not at all once the peer has settled (a second Close, or one
+// after the other side left).
 //
 // Limits, and the function that enforces each: MaxMessageSize in
 // coder/websocket (SetReadLimit, conn.go) and send/Notify (call.go);

@@ -279,8 +279,12 @@ func (p *Peer) closeWith(code websocket.StatusCode, reason string) error {
 	if p.shutdown(nil) {
 		p.closeHandshake(code, reason)
 	}
-	if settled != nil && inHandler() {
-		<-settled
+	if inHandler() {
+		// settled is nil if it closed before: a handler closing its peer
+		// again, or after the other side left, must not wait for itself.
+		if settled != nil {
+			<-settled
+		}
 		return nil
 	}
 	<-p.finished

@@ -119,6 +119,48 @@ func TestCloseFromOwnHandler(t *testing.T) {
 	}
 }
 
+// TestCloseAgainFromHandler: a handler may close its peer when the peer is
+// already closing, because it closed it before or because the other side
+// left while it ran; Close returns at once. On ae53e7e such a Close waited
+// for every goroutine of the peer to return, its own caller's included,
+// and never returned.
+func TestCloseAgainFromHandler(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"twice", "after the other side left"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			started := make(chan struct{})
+			returned := make(chan error, 1)
+			m := NewMethods()
+			Register(m, "logout", func(ctx context.Context, _ any) (bool, error) {
+				p := PeerFromContext(ctx)
+				if how == "twice" {
+					p.Close()
+				} else {
+					close(started)
+					<-ctx.Done() // the peer has stopped
+				}
+				err := p.Close()
+				returned <- err
+				return true, err
+			})
+			s := appServe(t, &options{Methods: m})
+			c := appDial(t, s.ws, nil)
+			if how == "twice" {
+				c.Call(context.Background(), "logout", nil, nil) // the answer may or may not get out first
+			} else {
+				require.NoError(t, c.Notify(context.Background(), "logout", nil))
+				rsWait(t, started, "the handler to start")
+				c.Close()
+			}
+			require.NoError(t, rsWait(t, returned, "Close to return in the handler"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			require.NoError(t, s.Shutdown(ctx))
+		})
+	}
+}
+
 // TestCallFromOnConnect: OnConnect may call the new peer with any context
 // (here one with a deadline) to ask who it is, and a request the client
 // sends at once waits until OnConnect has returned, so its handler sees

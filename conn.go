@@ -15,12 +15,13 @@ import (
 // in and out. A Peer reads from one goroutine at a time and serialises its
 // writes; a transport never sees a caller's context.
 type transport interface {
-	// readMessage reads the next data message into m.b (replacing what
-	// it held).
+	// readMessage reads the next data message into a buffer from the
+	// pool (getBuf), taken once the message has started to arrive, so
+	// that a peer waiting for messages holds none.
 	// Before reading a message's payload (or, when its size cannot be
 	// known in advance, right after) it calls reserve with its size, and
 	// fails with reserve's error. reserve may wait.
-	readMessage(m *msgBuf, reserve func(n int64) error) error
+	readMessage(reserve func(n int64) error) (*msgBuf, error)
 	// holdTimer stops (true) and restarts (false) the message timeout
 	// while the peer itself keeps a message waiting.
 	holdTimer(on bool)
@@ -99,15 +100,25 @@ func newWSTransport(c *websocket.Conn, raw net.Conn, frames *frameConn, cfg *con
 	return t
 }
 
-func (t *wsTransport) readMessage(m *msgBuf, reserve func(int64) error) error {
-	m.b = m.b[:0]
+func (t *wsTransport) readMessage(reserve func(int64) error) (*msgBuf, error) {
 	typ, r, err := t.c.Reader(context.Background())
 	if err != nil {
-		return t.readErr(err)
+		return nil, t.readErr(err)
 	}
 	if typ != websocket.MessageText {
-		return errBinary
+		return nil, errBinary
 	}
+	m := getBuf()
+	if err := t.readBody(m, r, reserve); err != nil {
+		putBuf(m)
+		return nil, err
+	}
+	return m, nil
+}
+
+// readBody reads the message r returns into m.b, charging reserve.
+func (t *wsTransport) readBody(m *msgBuf, r io.Reader, reserve func(int64) error) error {
+	var err error
 	if t.frames == nil {
 		// Sizes are known only once read: charge after.
 		t.msgWatch.begin()
@@ -116,11 +127,7 @@ func (t *wsTransport) readMessage(m *msgBuf, reserve func(int64) error) error {
 		if err != nil {
 			return t.readErr(err)
 		}
-		if err := reserve(int64(len(m.b))); err != nil {
-			m.b = m.b[:0]
-			return err
-		}
-		return nil
+		return reserve(int64(len(m.b)))
 	}
 	n, fin, _, ok := t.frames.nextMessage()
 	switch {
@@ -260,22 +267,22 @@ func newPipe(buffer int) (*pipeEnd, *pipeEnd) {
 	return a, b
 }
 
-func (p *pipeEnd) readMessage(buf *msgBuf, reserve func(int64) error) error {
-	buf.b = buf.b[:0]
+func (p *pipeEnd) readMessage(reserve func(int64) error) (*msgBuf, error) {
 	select {
 	case m := <-p.in:
 		if p.maxMsg > 0 && int64(len(m)) > p.maxMsg {
 			p.close(websocket.StatusMessageTooBig, "message too big")
-			return errors.Join(ErrMessageTooBig, p.shared.err)
+			return nil, errors.Join(ErrMessageTooBig, p.shared.err)
 		}
 		if err := reserve(int64(len(m))); err != nil {
-			return err
+			return nil, err
 		}
+		buf := getBuf()
 		buf.grow(len(m))
 		buf.b = append(buf.b, m...)
-		return nil
+		return buf, nil
 	case <-p.shared.closed:
-		return p.shared.err
+		return nil, p.shared.err
 	}
 }
 

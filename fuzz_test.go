@@ -446,8 +446,8 @@ func FuzzPeerTranscript(f *testing.F) {
 			go func() {
 				defer close(read)
 				for {
-					var m msgBuf
-					if err := r.end.readMessage(&m, noReserve); err != nil {
+					m, err := r.end.readMessage(noReserve)
+					if err != nil {
 						return
 					}
 					mu.Lock()

@@ -74,20 +74,16 @@ func (p *Peer) readLoop(gen uint32, first *inbound) {
 	if first != nil && !p.handle(gen, first) {
 		return
 	}
-	buf := getBuf()
 	for {
-		in, next, idle, st := p.readOne(buf)
+		in, idle, st := p.readOne()
 		if st == readFailed {
 			return
 		}
-		buf = next
 		if in != nil && !p.handle(gen, in) {
-			putBuf(buf)
 			return
 		}
 		if idle {
 			if act, _ := p.roleStep(evReaderIdle, gen, nil); act == actExit {
-				putBuf(buf)
 				return
 			}
 		}
@@ -101,22 +97,16 @@ func (p *Peer) readLoop(gen uint32, first *inbound) {
 // caller mode, whose reads stop when it ends (or before a frame a caller
 // may not read); readFor leaves caller mode before the role moves on.
 func (p *Peer) readFor(c *call, interruptible bool) {
-	buf := getBuf()
 	var work *inbound
 	for c.remaining.Load() != 0 {
-		in, next, _, st := p.readOne(buf)
+		in, _, st := p.readOne()
 		if st != readOK {
-			buf = nil
 			break
 		}
-		buf = next
 		if in != nil {
 			work = in
 			break
 		}
-	}
-	if buf != nil {
-		putBuf(buf)
 	}
 	if interruptible {
 		p.conn.callerMode(false) // before anyone else reads
@@ -137,21 +127,20 @@ const (
 	readStopped            // a caller's read stopped (errReadStopped); nothing was read
 )
 
-// readOne reads one message into buf and routes it. It returns the
-// request, notification or batch it carried (nil if none), for the reader
-// to admit; the buffer to read into next (buf unless the message keeps
-// it); and whether it answered the last pending call of a caller who may
-// read (idle). Unless st is readOK, buf has been released.
-func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle bool, st readStatus) {
-	var err error
-	if err = p.conn.readMessage(buf, p.reserveFn); err != nil {
+// readOne reads one message and routes it. It returns the request,
+// notification or batch it carried (nil if none), for the reader to admit,
+// and whether it answered the last pending call of a caller who may read
+// (idle). The message's buffer goes back to the pool unless the message
+// keeps it.
+func (p *Peer) readOne() (in *inbound, idle bool, st readStatus) {
+	buf, err := p.conn.readMessage(p.reserveFn)
+	if err != nil {
 		p.unreserve()
-		putBuf(buf)
 		if errReadStopped(err) {
-			return nil, nil, false, readStopped
+			return nil, false, readStopped
 		}
 		p.readFailed(err)
-		return nil, nil, false, readFailed
+		return nil, false, readFailed
 	}
 	in, kept, idle := p.route(buf)
 	if in != nil {
@@ -159,10 +148,10 @@ func (p *Peer) readOne(buf *msgBuf) (in *inbound, next *msgBuf, idle bool, st re
 	} else {
 		p.unreserve()
 	}
-	if kept {
-		buf = getBuf()
+	if !kept {
+		putBuf(buf)
 	}
-	return in, buf, idle, readOK
+	return in, idle, readOK
 }
 
 // handle admits in and, if admission gives it to this goroutine, serves it

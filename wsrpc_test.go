@@ -56,8 +56,9 @@ func exchange(t testing.TB, raw *pipeEnd, msg string) string {
 
 func readRaw(t testing.TB, raw *pipeEnd) string {
 	t.Helper()
-	var m msgBuf
-	require.NoError(t, raw.readMessage(&m, noReserve))
+	m, err := raw.readMessage(noReserve)
+	require.NoError(t, err)
+	defer putBuf(m)
 	return string(m.b)
 }
 

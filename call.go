@@ -241,12 +241,8 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 func (p *Peer) waitAsHandler(ctx context.Context, c *call) error {
 	slot := ctx.Value(slotKey{}) == p
 	p.needReader(true)
-	p.beginCalling(slot)
+	help := p.beginCalling(slot)
 	defer p.endCalling(slot)
-	help := p.help
-	if !slot {
-		help = nil
-	}
 	for {
 		select {
 		case <-c.done:

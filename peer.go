@@ -68,18 +68,13 @@ type Peer struct {
 	lapseTimer   *time.Timer   // see readRole
 	lapseAfter   time.Duration // readLapse; tests make it longer (guarded by mu)
 	handoffTimer *time.Timer   // see readRole
-	// help rings a handler that waits on this peer when every handler
-	// slot is taken by such handlers and requests are queued (serve.go).
-	help chan struct{}
 
 	done     chan struct{} // closed when the peer stops working
-	finished chan struct{} // closed when every goroutine has returned
 	onFinish func(*Peer)
 	// inUser counts the peer's goroutines running user code (handlers,
 	// their middleware and guards). Close waits for the others only
 	// (settled): a handler may close its own peer.
-	inUser  atomic.Int64
-	settled chan struct{} // closed when closing and only inUser goroutines are left
+	inUser atomic.Int64
 
 	// mu guards everything below. It is never held while user code (a
 	// handler, hook or logger) runs, nor while reading or writing.
@@ -90,6 +85,17 @@ type Peer struct {
 	serving                  // serve.go
 	out     outbound         // broadcast.go
 	streams streams          // stream.go
+
+	// help rings a handler that waits on this peer when every handler
+	// slot is taken by such handlers and requests are queued (serve.go).
+	// Made by the first such handler.
+	help chan struct{}
+	// finished is closed when every goroutine has returned, settled when
+	// the peer is closing and only inUser goroutines are left. Both are
+	// made by the first Close that waits for them (most peers end without
+	// one), and never once the bool beside them is set.
+	finished, settled     chan struct{}
+	isFinished, isSettled bool
 
 	goroutines int
 	closing    bool
@@ -126,10 +132,7 @@ func newPeer(t transport, cfg *config, r *http.Request, identity any) *Peer {
 		since:    time.Now(),
 		slots:    make(chan struct{}, cfg.MaxPending),
 		writeSem: make(chan struct{}, 1),
-		help:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
-		finished: make(chan struct{}),
-		settled:  make(chan struct{}),
 		pending:  map[uint64]*call{},
 		identity: identity,
 	}
@@ -215,10 +218,24 @@ func (p *Peer) leaveUser() {
 // checkSettled closes settled once the peer is closing and every goroutine
 // left is in user code. Called with p.mu held.
 func (p *Peer) checkSettled() {
-	if p.closing && p.settled != nil && int64(p.goroutines) <= p.inUser.Load() {
-		close(p.settled)
-		p.settled = nil
+	if p.closing && !p.isSettled && int64(p.goroutines) <= p.inUser.Load() {
+		p.isSettled = true
+		if p.settled != nil {
+			close(p.settled)
+		}
 	}
+}
+
+// awaitable returns *ch, made if need be, to wait for an event that done
+// says has not happened yet; nil if it has. Called with p.mu held.
+func awaitable(ch *chan struct{}, done bool) chan struct{} {
+	if done {
+		return nil
+	}
+	if *ch == nil {
+		*ch = make(chan struct{})
+	}
+	return *ch
 }
 
 // HTTPRequest returns the upgrade request of an accepted peer (its headers,
@@ -273,21 +290,24 @@ func (p *Peer) Close() error {
 }
 
 func (p *Peer) closeWith(code websocket.StatusCode, reason string) error {
-	p.mu.Lock()
-	settled := p.settled
-	p.mu.Unlock()
 	if p.shutdown(nil) {
 		p.closeHandshake(code, reason)
 	}
-	if inHandler() {
-		// settled is nil if it closed before: a handler closing its peer
-		// again, or after the other side left, must not wait for itself.
-		if settled != nil {
-			<-settled
-		}
-		return nil
+	// A handler closing its peer must not wait for itself: it waits for
+	// the peer to settle, unless it has (a second Close, or one after the
+	// other side left).
+	handler := inHandler()
+	p.mu.Lock()
+	var wait chan struct{}
+	if handler {
+		wait = awaitable(&p.settled, p.isSettled)
+	} else {
+		wait = awaitable(&p.finished, p.isFinished)
 	}
-	<-p.finished
+	p.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
 	return nil
 }
 
@@ -394,7 +414,12 @@ func (p *Peer) shutdown(cause error) bool {
 
 func (p *Peer) finish() {
 	p.writeWatch.stop()
-	close(p.finished)
+	p.mu.Lock()
+	p.isFinished = true
+	if p.finished != nil {
+		close(p.finished)
+	}
+	p.mu.Unlock()
 	if p.onFinish != nil {
 		p.onFinish(p)
 	}

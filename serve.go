@@ -726,10 +726,16 @@ func (p *Peer) dispatch(ctx context.Context, env *envelope, req *Request) (any, 
 // beginCalling marks a handler as waiting for an answer from this peer:
 // slot says it holds a handler slot (else it is the notification handler).
 // The reader must not wait for room meanwhile, and if every slot now
-// waits, queued requests are served by the waiting handlers.
-func (p *Peer) beginCalling(slot bool) {
+// waits, queued requests are served by the waiting handlers. A handler
+// with a slot gets the channel ringHelp rings, made on first use: most
+// peers never need it.
+func (p *Peer) beginCalling(slot bool) (help chan struct{}) {
 	p.mu.Lock()
 	if slot {
+		if p.help == nil {
+			p.help = make(chan struct{}, 1)
+		}
+		help = p.help
 		p.calling++
 		p.ringHelp()
 	} else {
@@ -737,6 +743,7 @@ func (p *Peer) beginCalling(slot bool) {
 	}
 	p.wakeReader()
 	p.mu.Unlock()
+	return help
 }
 
 func (p *Peer) endCalling(slot bool) {

@@ -430,6 +430,28 @@ func parseInt(tok []byte) (int64, bool) {
 	return n, true
 }
 
+// appendUint is strconv.AppendUint in base 10, but writes a number below
+// 100 (most counts, indexes and small results) without going through
+// strconv's buffer and the copy out of it, which were a tenth of encoding
+// a batch of small sums.
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n < 10:
+		return append(b, byte('0'+n))
+	case n < 100:
+		return append(b, byte('0'+n/10), byte('0'+n%10))
+	}
+	return strconv.AppendUint(b, n, 10)
+}
+
+// appendInt is appendUint for signed numbers.
+func appendInt(b []byte, n int64) []byte {
+	if n >= 0 {
+		return appendUint(b, uint64(n))
+	}
+	return strconv.AppendInt(b, n, 10)
+}
+
 // digits reads the decimal digits from b[i] on, at most 18 of them (which
 // cannot overflow an int64), and returns their value and where they end.
 func digits(b []byte, i int) (n int64, end int) {
@@ -524,7 +546,7 @@ func appendBasicAt(b []byte, ptr unsafe.Pointer, k basicKind, size uintptr) ([]b
 		default:
 			n = *(*int64)(ptr)
 		}
-		return strconv.AppendInt(b, n, 10), true
+		return appendInt(b, n), true
 	case basicUint:
 		var n uint64
 		switch size {
@@ -537,7 +559,7 @@ func appendBasicAt(b []byte, ptr unsafe.Pointer, k basicKind, size uintptr) ([]b
 		default:
 			n = *(*uint64)(ptr)
 		}
-		return strconv.AppendUint(b, n, 10), true
+		return appendUint(b, n), true
 	case basicBool:
 		return strconv.AppendBool(b, *(*bool)(ptr)), true
 	case basicFloat:

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -372,4 +374,17 @@ func TestBasicDecoderMatchesEncodingJSON(t *testing.T) {
 			check(t, reflect.ArrayOf(2, typ), "[ "+tok+" ,\n"+tok+"\t]")
 		}
 	}
+}
+
+// TestAppendIntMatchesStrconv: the short paths for small numbers write what
+// strconv writes, on both sides of every boundary.
+func TestAppendIntMatchesStrconv(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int64{0, 1, 9, 10, 11, 99, 100, 101, 12345, -1, -9, -10, -99, -100, math.MaxInt64, math.MinInt64} {
+		require.Equal(t, strconv.AppendInt([]byte("x"), n, 10), appendInt([]byte("x"), n), n)
+		if n >= 0 {
+			require.Equal(t, strconv.AppendUint(nil, uint64(n), 10), appendUint(nil, uint64(n)), n)
+		}
+	}
+	require.Equal(t, "18446744073709551615", string(appendUint(nil, math.MaxUint64)))
 }

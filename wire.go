@@ -551,11 +551,11 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 				return out, nil
 			}
 		case int:
-			return strconv.AppendInt(b, int64(v), 10), nil
+			return appendInt(b, int64(v)), nil
 		case int64:
-			return strconv.AppendInt(b, v, 10), nil
+			return appendInt(b, v), nil
 		case uint64:
-			return strconv.AppendUint(b, v, 10), nil
+			return appendUint(b, v), nil
 		case bool:
 			return strconv.AppendBool(b, v), nil
 		case []int:
@@ -564,7 +564,7 @@ func appendValue(b []byte, v any, c Codec) ([]byte, error) {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = strconv.AppendInt(b, int64(n), 10)
+				b = appendInt(b, int64(n))
 			}
 			return append(b, ']'), nil
 		case nil:

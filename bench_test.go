@@ -218,6 +218,8 @@ func BenchmarkCallPipe(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.SetParallelism(32)
+		sys := startSyscalls()
+		defer sys.report(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				var r int
@@ -395,16 +397,20 @@ func BenchmarkCallWebSocket(b *testing.B) {
 	ctx := context.Background()
 	b.Run("seq", func(b *testing.B) {
 		b.ReportAllocs()
+		sys := startSyscalls()
 		for b.Loop() {
 			var r int
 			if err := client.Call(ctx, "sum", [2]int{1, 2}, &r); err != nil || r != 3 {
 				b.Fatal(r, err)
 			}
 		}
+		sys.report(b)
 	})
 	b.Run("par", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(32)
+		sys := startSyscalls()
+		defer sys.report(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				var r int
@@ -414,6 +420,28 @@ func BenchmarkCallWebSocket(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkNotifyBurst is 32 goroutines per CPU notifying over one
+// loopback WebSocket at once: the messages of writers queued for their turn
+// go out together (framewrite.go), so writes/op is well below 1.
+func BenchmarkNotifyBurst(b *testing.B) {
+	m := benchMethods()
+	Register(m, "note", func(context.Context, [1]int) (struct{}, error) { return struct{}{}, nil })
+	client := benchWebSocket(b, m)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	sys := startSyscalls()
+	defer sys.report(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := client.Notify(ctx, "note", [1]int{1}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
 	})
 }
 

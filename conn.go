@@ -34,6 +34,13 @@ type transport interface {
 	interrupt()
 	// writeMessage writes b as one text message.
 	writeMessage(b []byte) error
+	// setGather(true) lets the messages written until setGather(false)
+	// wait to go out with the next one: another writer waits for its
+	// turn. hasGathered reports whether messages wait, and flushGathered
+	// sends them; neither is called during a write.
+	setGather(on bool)
+	hasGathered() bool
+	flushGathered() error
 	// ping sends a ping and waits, bounded by ctx, for its pong.
 	ping(ctx context.Context) error
 	// close performs the closing handshake with code and reason (bounded
@@ -188,6 +195,21 @@ func (t *wsTransport) writeMessage(b []byte) error {
 	return t.c.Write(context.Background(), websocket.MessageText, b)
 }
 
+func (t *wsTransport) setGather(on bool) {
+	if t.frames != nil {
+		t.frames.setGather(on)
+	}
+}
+
+func (t *wsTransport) hasGathered() bool { return t.frames != nil && t.frames.hasGathered() }
+
+func (t *wsTransport) flushGathered() error {
+	if t.frames == nil {
+		return nil
+	}
+	return t.frames.flushGathered()
+}
+
 func (t *wsTransport) ping(ctx context.Context) error { return t.c.Ping(ctx) }
 
 func (t *wsTransport) close(code websocket.StatusCode, reason string) error {
@@ -285,6 +307,10 @@ func (p *pipeEnd) readMessage(reserve func(int64) error) (*msgBuf, error) {
 		return nil, p.shared.err
 	}
 }
+
+func (p *pipeEnd) setGather(bool)       {}
+func (p *pipeEnd) hasGathered() bool    { return false }
+func (p *pipeEnd) flushGathered() error { return nil }
 
 func (p *pipeEnd) writeMessage(b []byte) error {
 	m := append([]byte(nil), b...)

@@ -391,7 +391,7 @@ package wsrpc
 //	role.go       the reading role's state machine: who reads the connection, every move in readRole.step
 //	read.go       the reading goroutines: readLoop, a caller's readFor, routing a message (route), lapse and handoff timers
 //	serve.go      inbound work: byte budgets (reserve), admission (admit/decide), queues, handler slots, serveOne, help
-//	write.go      the write path: writers take turns, WriteTimeout
+//	write.go      the write path: writers take turns, WriteTimeout, the last writer out sends what was gathered
 //	call.go       outbound calls: Call, Notify, pending calls and their answers (complete)
 //	cancel.go     cancellation on the wire (CancelMethod): incoming cancels, sending them
 //	stream.go     typed streams: Stream, Sink, Subscription, their credit, and their messages on the reader
@@ -404,7 +404,8 @@ package wsrpc
 //	conn.go       the transport seam: coder/websocket, and an in-memory pipe for tests
 //	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes),
 //	              and in caller mode returns whole frames only, so a caller's read can stop
-//	framewrite.go on a client's frameConn, a frame's writes gathered into up to 64 KiB per system call
+//	framewrite.go on a client's frameConn, a frame's writes gathered into up to 64 KiB per system call,
+//	              and the messages of writers queued for their turn gathered into one
 //	buf.go        pooled message buffers, large ones by size, without allocating once warm
 //	watchdog.go   a timer that fires when one operation outlives its limit, without a reset per operation
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)

@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // This file gathers a client's frame writes into fewer system calls.
@@ -19,6 +20,16 @@ import (
 // while wsrpc thinks it sent. Frames never interleave (coder/websocket
 // writes one at a time), and an accepted connection's frames, unmasked,
 // already go out in at most two writes.
+//
+// Whole frames are also gathered across messages. When writers queue for
+// their turn (Peer.writeCtx), the one writing may leave its frame for the
+// next to send with its own (setGather): a burst of calls from many
+// goroutines then goes out in a few system calls rather than one each, and
+// the other side reads it in a few. Up to writeChunk bytes are gathered;
+// any other write (the next message, a control frame coder/websocket sends
+// on its own) sends them first, and the last writer to leave writeCtx
+// sends what is left (flushGathered), so nothing stays here once nobody
+// is writing.
 
 // writeChunk is the most a frameConn holds of a frame before writing.
 const writeChunk = 64 << 10
@@ -37,6 +48,15 @@ type frameWriter struct {
 	hdrN int
 	need int
 	left int64
+
+	// Gathered whole frames (gath, gn bytes) and whether the frame being
+	// written may join them (gather). gmu orders Write and flushGathered,
+	// which run on different goroutines; has mirrors gn > 0 for Peer.
+	gmu    sync.Mutex
+	gather atomic.Bool
+	has    atomic.Bool
+	gath   *[writeChunk]byte
+	gn     int
 }
 
 // coalesceWrites starts gathering writes. Only the goroutine that writes
@@ -50,7 +70,27 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	if !w.on {
 		return c.Conn.Write(p)
 	}
+	w.gmu.Lock()
+	defer w.gmu.Unlock()
 	atEnd := w.track(p)
+	if whole := atEnd && w.n == 0; whole && (w.gn > 0 || w.gather.Load()) {
+		if w.gn+len(p) > writeChunk {
+			if err := w.flushGathered(c.Conn); err != nil {
+				return 0, err
+			}
+		}
+		if len(p) <= writeChunk {
+			w.gathered(p)
+			if w.gather.Load() {
+				return len(p), nil
+			}
+			// p goes out with the frames gathered before it.
+			return len(p), w.flushGathered(c.Conn)
+		}
+	}
+	if err := w.flushGathered(c.Conn); err != nil {
+		return 0, err
+	}
 	if atEnd {
 		// Nothing is held once Write returns at the end of a frame.
 		defer w.release()
@@ -83,6 +123,44 @@ func (w *frameWriter) flush(c net.Conn) error {
 	_, err := c.Write(w.held[:w.n])
 	w.n = 0
 	return err
+}
+
+// gathered adds the whole frames in p to those gathered.
+func (w *frameWriter) gathered(p []byte) {
+	if w.gath == nil {
+		w.gath = writeChunks.Get().(*[writeChunk]byte)
+	}
+	w.gn += copy(w.gath[w.gn:], p)
+	w.has.Store(true)
+}
+
+// flushGathered writes the gathered frames, if any, and gives their
+// buffer back. Called with gmu held.
+func (w *frameWriter) flushGathered(c net.Conn) error {
+	if w.gn == 0 {
+		return nil
+	}
+	_, err := c.Write(w.gath[:w.gn])
+	w.gn = 0
+	w.has.Store(false)
+	writeChunks.Put(w.gath)
+	w.gath = nil
+	return err
+}
+
+// setGather lets the frames written from now on wait for the next write
+// (true), or not (false). Only the goroutine whose turn it is to write
+// calls it.
+func (c *frameConn) setGather(on bool) { c.w.gather.Store(on) }
+
+// hasGathered reports whether frames wait for a write.
+func (c *frameConn) hasGathered() bool { return c.w.has.Load() }
+
+// flushGathered writes the frames that wait, if any.
+func (c *frameConn) flushGathered() error {
+	c.w.gmu.Lock()
+	defer c.w.gmu.Unlock()
+	return c.w.flushGathered(c.Conn)
 }
 
 // release gives the buffer back; nothing is held in it.

@@ -53,6 +53,10 @@ type Peer struct {
 	// its turn can give up (writeCtx).
 	writeSem   chan struct{}
 	writeWatch *watchdog
+	// writers counts the goroutines in writeCtx, waiting for their turn
+	// or writing: while there are others, a message may wait to go out
+	// with the next (leaveWriting).
+	writers atomic.Int32
 
 	// roleFree mirrors role.holder == roleNone, so that a caller can see
 	// without the lock whether the reading role is its to take or start:

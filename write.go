@@ -21,14 +21,17 @@ var errWriteAbandoned = errors.New("wsrpc: write abandoned")
 // is closed (nil: never), returning errWriteAbandoned with nothing written.
 // A write that has begun is never interrupted.
 func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
+	p.writers.Add(1)
 	select {
 	case p.writeSem <- struct{}{}:
 	default:
 		select {
 		case p.writeSem <- struct{}{}:
 		case <-done:
+			p.leaveWriting()
 			return errWriteAbandoned
 		case <-p.done:
+			p.leaveWriting()
 			return p.Err()
 		}
 	}
@@ -37,28 +40,71 @@ func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
 		// Closed: nothing but the closing handshake goes out any more,
 		// not even an answer whose handler returned after Close began.
 		<-p.writeSem
+		p.leaveWriting()
 		return p.Err()
 	default:
+	}
+	// With another writer waiting for its turn, b may go out with that
+	// writer's message: one system call for both (framewrite.go).
+	gather := p.writers.Load() > 1
+	if gather {
+		p.conn.setGather(true)
 	}
 	p.writeWatch.begin()
 	err := p.conn.writeMessage(b)
 	p.writeWatch.end()
+	if gather {
+		p.conn.setGather(false)
+	}
 	<-p.writeSem
 	if err != nil {
-		// The reader may know better why the connection ended: the other
-		// side's close frame (1009, say) is often already queued when the
-		// reset it sent right after fails this write. Give the reader a
-		// moment to report it before settling for the write error.
-		grace := time.NewTimer(writeErrGrace)
-		select {
-		case <-p.done:
-		case <-grace.C:
-		}
-		grace.Stop()
-		p.fail(err)
-		return p.Err()
+		p.writers.Add(-1)
+		return p.writeFailed(err)
+	}
+	return p.leaveWriting()
+}
+
+// leaveWriting counts a writer out of writeCtx. The last one out sends the
+// messages gathered for a writer that was waiting then (and has written
+// since, or given up): its turn comes at once, unless a new writer has
+// taken it, and that one is then the last out, or writes them with its
+// own.
+func (p *Peer) leaveWriting() error {
+	if p.writers.Add(-1) != 0 || !p.conn.hasGathered() {
+		return nil
+	}
+	select {
+	case p.writeSem <- struct{}{}:
+	default:
+		return nil
+	}
+	var err error
+	if p.Err() == nil { // closed: the closing handshake sends them
+		p.writeWatch.begin()
+		err = p.conn.flushGathered()
+		p.writeWatch.end()
+	}
+	<-p.writeSem
+	if err != nil {
+		return p.writeFailed(err)
 	}
 	return nil
+}
+
+// writeFailed fails the peer after a write failed with err.
+func (p *Peer) writeFailed(err error) error {
+	// The reader may know better why the connection ended: the other
+	// side's close frame (1009, say) is often already queued when the
+	// reset it sent right after fails this write. Give the reader a
+	// moment to report it before settling for the write error.
+	grace := time.NewTimer(writeErrGrace)
+	select {
+	case <-p.done:
+	case <-grace.C:
+	}
+	grace.Stop()
+	p.fail(err)
+	return p.Err()
 }
 
 // writeErrGrace is how long a failed write waits for the reader to report

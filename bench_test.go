@@ -215,20 +215,7 @@ func BenchmarkCallPipe(b *testing.B) {
 	})
 	b.Run("par", func(b *testing.B) {
 		client, _ := benchPipePeers(b)
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.SetParallelism(32)
-		sys := startSyscalls()
-		defer sys.report(b)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				var r int
-				if err := client.Call(ctx, "sum", [2]int{1, 2}, &r); err != nil || r != 3 {
-					b.Error(r, err)
-					return
-				}
-			}
-		})
+		benchParallel(b, func() error { return callSum(client) })
 	})
 }
 
@@ -407,19 +394,7 @@ func BenchmarkCallWebSocket(b *testing.B) {
 		sys.report(b)
 	})
 	b.Run("par", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetParallelism(32)
-		sys := startSyscalls()
-		defer sys.report(b)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				var r int
-				if err := client.Call(ctx, "sum", [2]int{1, 2}, &r); err != nil || r != 3 {
-					b.Error(r, err)
-					return
-				}
-			}
-		})
+		benchParallel(b, func() error { return callSum(client) })
 	})
 }
 
@@ -430,19 +405,36 @@ func BenchmarkNotifyBurst(b *testing.B) {
 	m := benchMethods()
 	Register(m, "note", func(context.Context, [1]int) (struct{}, error) { return struct{}{}, nil })
 	client := benchWebSocket(b, m)
-	ctx := context.Background()
+	benchParallel(b, func() error { return client.Notify(context.Background(), "note", [1]int{1}) })
+}
+
+// benchParallel runs op from 32 goroutines per CPU, and reports
+// allocations and system calls per op.
+func benchParallel(b *testing.B, op func() error) {
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	sys := startSyscalls()
 	defer sys.report(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := client.Notify(ctx, "note", [1]int{1}); err != nil {
+			if err := op(); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
+}
+
+// callSum calls sum(1, 2) and checks the answer.
+func callSum(p *Peer) error {
+	var r int
+	if err := p.Call(context.Background(), "sum", [2]int{1, 2}, &r); err != nil {
+		return err
+	}
+	if r != 3 {
+		return fmt.Errorf("sum: got %d", r)
+	}
+	return nil
 }
 
 // BenchmarkBatchWebSocket is a batch of 100 sum calls over loopback

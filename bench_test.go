@@ -18,8 +18,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,4 +457,46 @@ func BenchmarkBatchWebSocket(b *testing.B) {
 			b.Fatal(res[n-1], err)
 		}
 	}
+}
+
+// BenchmarkBroadcastBurst broadcasts a small notification to 4 clients of
+// one Server, b.N times as fast as Broadcast returns, and waits until every
+// client has all of them: per op is one broadcast, delivered 4 times. A
+// burst queued for a peer goes out gathered (broadcast.go: drainOutbound).
+func BenchmarkBroadcastBurst(b *testing.B) {
+	const clients = 4
+	srv := newServer(&options{})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	var got atomic.Int64
+	m := NewMethods()
+	Register(m, "tick", func(context.Context, [1]int) (struct{}, error) {
+		got.Add(1)
+		return struct{}{}, nil
+	})
+	ctx := context.Background()
+	for range clients {
+		c, err := dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &options{Methods: m, Limits: Limits{MaxNotifications: 1 << 20}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+	}
+	for srv.Len() < clients {
+		runtime.Gosched()
+	}
+	b.ReportAllocs()
+	sys := startSyscalls()
+	for b.Loop() {
+		if _, err := srv.Broadcast(ctx, "tick", [1]int{1}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for got.Load() < int64(clients*b.N) {
+		runtime.Gosched()
+	}
+	sys.report(b)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
 }

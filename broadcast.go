@@ -241,8 +241,12 @@ func (p *Peer) closeSlow() {
 }
 
 // drainOutbound writes the outbound queue until it is empty or the peer
-// closes, then returns.
+// closes, then returns. It counts as a writer for as long as it drains, so
+// that a burst of broadcasts goes out gathered (framewrite.go), as few
+// system calls as fit, and leaving sends what is left.
 func (p *Peer) drainOutbound() {
+	p.writers.Add(1)
+	defer p.leaveWriting()
 	for {
 		p.mu.Lock()
 		o := &p.out

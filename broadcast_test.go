@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 )
 
 func TestBroadcastFilterAndPeerIDs(t *testing.T) {
@@ -397,5 +398,51 @@ func TestBroadcastBurstWaitsForReaders(t *testing.T) {
 				require.Equal(t, burst, total.Sent, "every broadcast reaches it")
 			}
 		})
+	}
+}
+
+// TestCallsAnsweredDuringBroadcastBurst: while a peer's outbound queue is
+// drained, the drainer counts as a writer and every message on that peer
+// is gathered, answers included; each still goes out (no later than the
+// queue runs dry), and the broadcasts arrive whole and in order.
+func TestCallsAnsweredDuringBroadcastBurst(t *testing.T) {
+	t.Parallel()
+	const burst, calls = 2000, 200
+	m := NewMethods()
+	Register(m, "sum", func(_ context.Context, p [2]int) (int, error) { return p[0] + p[1], nil })
+	s := appServe(t, &options{Methods: m, MaxOutbound: 64})
+	got := make(chan int, burst)
+	cm := NewMethods()
+	Register(cm, "n", func(_ context.Context, p [1]int) (any, error) {
+		got <- p[0]
+		return nil, nil
+	})
+	c := appDial(t, s.ws, &options{Methods: cm, Limits: Limits{MaxNotifications: burst}})
+	var g errgroup.Group
+	g.Go(func() error {
+		for i := range burst {
+			if _, err := s.Broadcast(context.Background(), "n", []int{i}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i := range calls {
+		g.Go(func() error {
+			var r int
+			if err := c.Call(context.Background(), "sum", [2]int{i, 1}, &r); err != nil {
+				return err
+			}
+			if r != i+1 {
+				return fmt.Errorf("sum %d: got %d", i, r)
+			}
+			return nil
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	require.NoError(t, rsWait(t, done, "every call and broadcast"))
+	for want := range burst {
+		require.Equal(t, want, rsWait(t, got, "a broadcast"))
 	}
 }

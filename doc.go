@@ -404,8 +404,8 @@ package wsrpc
 //	conn.go       the transport seam: coder/websocket, and an in-memory pipe for tests
 //	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes),
 //	              and in caller mode returns whole frames only, so a caller's read can stop
-//	framewrite.go on a client's frameConn, a frame's writes gathered into up to 64 KiB per system call,
-//	              and the messages of writers queued for their turn gathered into one
+//	framewrite.go a frame's writes gathered into up to 64 KiB per system call, and the messages
+//	              of writers queued for their turn (or of a broadcast burst) gathered into one
 //	buf.go        pooled message buffers, large ones by size, without allocating once warm
 //	watchdog.go   a timer that fires when one operation outlives its limit, without a reset per operation
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)

@@ -110,7 +110,7 @@ type frameConn struct {
 	// next timeout is ours.
 	interrupted bool
 
-	// The write side, on a client (framewrite.go).
+	// The write side (framewrite.go).
 	w frameWriter
 
 	// Queue of data message starts, shared with nextMessage.

@@ -6,30 +6,32 @@ import (
 	"sync/atomic"
 )
 
-// This file gathers a client's frame writes into fewer system calls.
+// This file gathers frame writes into fewer system calls.
 //
 // coder/websocket masks a client's frame into a 4 KiB bufio.Writer and
 // writes it out each time it fills, so a message of a MiB goes out in 256
 // writes. On loopback those cost four times the time of the same MiB
 // written in 64 KiB pieces, and more than everything else wsrpc does to
-// the message. Once the handshake is over (coalesceWrites), a client's
-// frameConn follows the frame headers it writes and holds the bytes of a
-// frame in progress, writing them in pieces of up to writeChunk, and
-// always at the end of a frame: coder/websocket returns from a frame's
-// write only after its last byte has gone to Write, so no byte waits here
-// while wsrpc thinks it sent. Frames never interleave (coder/websocket
-// writes one at a time), and an accepted connection's frames, unmasked,
-// already go out in at most two writes.
+// the message. Once the handshake is over (coalesceWrites), a frameConn
+// follows the frame headers it writes and holds the bytes of a frame in
+// progress, writing them in pieces of up to writeChunk, and always at the
+// end of a frame: coder/websocket returns from a frame's write only after
+// its last byte has gone to Write, so no byte waits here while wsrpc
+// thinks it sent. Frames never interleave (coder/websocket writes one at a
+// time). A client's frameConn is under every write once dialed; an
+// accepted connection's is too once the 101 response is out
+// (hijackRecorder routes coder/websocket's bufio.Writer through it).
 //
 // Whole frames are also gathered across messages. When writers queue for
 // their turn (Peer.writeCtx), the one writing may leave its frame for the
 // next to send with its own (setGather): a burst of calls from many
-// goroutines then goes out in a few system calls rather than one each, and
-// the other side reads it in a few. Up to writeChunk bytes are gathered;
-// any other write (the next message, a control frame coder/websocket sends
-// on its own) sends them first, and the last writer to leave writeCtx
-// sends what is left (flushGathered), so nothing stays here once nobody
-// is writing.
+// goroutines, or of broadcasts to one peer (drainOutbound counts as a
+// writer while it drains), then goes out in a few system calls rather
+// than one each, and the other side reads it in a few. Up to writeChunk
+// bytes are gathered; any other write (the next message, a control frame
+// coder/websocket sends on its own) sends them first, and the last writer
+// to leave writeCtx sends what is left (flushGathered), so nothing stays
+// here once nobody is writing.
 
 // writeChunk is the most a frameConn holds of a frame before writing.
 const writeChunk = 64 << 10

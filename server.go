@@ -125,6 +125,9 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config, beforeUpgrade f
 		return nil, err
 	}
 	hr.conn.SetWriteDeadline(time.Time{}) // coder/websocket times writes from here on
+	if hr.writesFramed {
+		hr.frames.coalesceWrites() // nothing has been written since the 101 response
+	}
 	return newPeer(newWSTransport(c, hr.conn, hr.frames, cfg), cfg, r, identity), nil
 }
 
@@ -140,6 +143,9 @@ type hijackRecorder struct {
 	// writeTimeout bounds the write of the 101 response, which is not
 	// under coder/websocket's write timeouts yet.
 	writeTimeout time.Duration
+	// writesFramed: coder/websocket's writes go through frames too, so
+	// that they can be gathered (framewrite.go).
+	writesFramed bool
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -153,6 +159,12 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h.conn = c
 	c.SetWriteDeadline(time.Now().Add(h.writeTimeout))
 	h.frames, brw, err = hijackFrames(c, brw)
+	if err == nil && brw.Writer.Buffered() == 0 {
+		// net/http has written the 101 response; what coder/websocket
+		// writes from here on are frames, and they go through frames.
+		brw.Writer.Reset(h.frames)
+		h.writesFramed = true
+	}
 	return h.frames, brw, err
 }
 

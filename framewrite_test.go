@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 )
@@ -229,4 +230,34 @@ func TestLastWriterOutSendsGathered(t *testing.T) {
 	require.NoError(t, c.leaveWriting())
 	require.Equal(t, 7, rsWait(t, got, "the notification"))
 	require.False(t, c.conn.hasGathered())
+}
+
+// TestCloseAnswerGatheredGoesOut: when the other side closes while a
+// message is being written with gathering on, coder/websocket's answering
+// close frame is gathered too; the last writer out sends it although the
+// peer has closed by then, so the other side's Close completes its
+// handshake rather than waiting out its timeout.
+func TestCloseAnswerGatheredGoesOut(t *testing.T) {
+	t.Parallel()
+	serverPeer := make(chan *Peer, 1)
+	s := appServe(t, &options{OnConnect: func(p *Peer) { serverPeer <- p }})
+	c := appDial(t, s.ws, nil)
+	sp := rsWait(t, serverPeer, "the server's peer")
+
+	// The test is a writer in the middle of a gathered write.
+	c.writers.Add(1)
+	c.writeSem <- struct{}{}
+	c.conn.setGather(true)
+	closed := make(chan error, 1)
+	go func() { closed <- sp.Close() }()
+	rsWait(t, c.Done(), "the client to see the close")
+	require.True(t, c.conn.hasGathered(), "the close frame answering the server's was not gathered")
+	c.conn.setGather(false)
+	<-c.writeSem
+	c.leaveWriting()
+	require.False(t, c.conn.hasGathered())
+	require.NoError(t, rsWait(t, closed, "the server's Close"))
+	var ce websocket.CloseError
+	require.ErrorAs(t, c.Err(), &ce)
+	require.Equal(t, websocket.StatusNormalClosure, ce.Code)
 }

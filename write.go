@@ -65,10 +65,12 @@ func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
 }
 
 // leaveWriting counts a writer out of writeCtx. The last one out sends the
-// messages gathered for a writer that was waiting then (and has written
+// frames gathered for a writer that was waiting then (and has written
 // since, or given up): its turn comes at once, unless a new writer has
 // taken it, and that one is then the last out, or writes them with its
-// own.
+// own. It does so on a closed peer too: what was gathered may include the
+// close frame coder/websocket sent, on its own, in answer to the other
+// side's while a message was being written.
 func (p *Peer) leaveWriting() error {
 	if p.writers.Add(-1) != 0 || !p.conn.hasGathered() {
 		return nil
@@ -78,12 +80,9 @@ func (p *Peer) leaveWriting() error {
 	default:
 		return nil
 	}
-	var err error
-	if p.Err() == nil { // closed: the closing handshake sends them
-		p.writeWatch.begin()
-		err = p.conn.flushGathered()
-		p.writeWatch.end()
-	}
+	p.writeWatch.begin()
+	err := p.conn.flushGathered()
+	p.writeWatch.end()
 	<-p.writeSem
 	if err != nil {
 		return p.writeFailed(err)

@@ -3,10 +3,13 @@ package wsrpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -260,4 +263,51 @@ func TestCloseAnswerGatheredGoesOut(t *testing.T) {
 	var ce websocket.CloseError
 	require.ErrorAs(t, c.Err(), &ce)
 	require.Equal(t, websocket.StatusNormalClosure, ce.Code)
+}
+
+// TestServerWritesFramedOverTLS: a Server behind TLS (wss) routes its
+// writes through the frameConn above TLS, and carries messages of every
+// size class and a broadcast burst both ways.
+func TestServerWritesFramedOverTLS(t *testing.T) {
+	t.Parallel()
+	m := NewMethods()
+	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
+	serverPeer := make(chan *Peer, 1)
+	srv := newServer(&options{Methods: m, OnConnect: func(p *Peer) { serverPeer <- p }})
+	ts := httptest.NewTLSServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		ts.Close()
+	})
+	got := make(chan int, 100)
+	cm := NewMethods()
+	Register(cm, "n", func(_ context.Context, p [1]int) (any, error) {
+		got <- p[0]
+		return nil, nil
+	})
+	c, err := dial(context.Background(), "wss"+strings.TrimPrefix(ts.URL, "https"), &options{Methods: cm, HTTPClient: ts.Client()})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	sp := rsWait(t, serverPeer, "the server's peer")
+	fc := sp.conn.(*wsTransport).frames
+	require.NotNil(t, fc)
+	require.True(t, fc.w.on, "the server's writes do not go through its frameConn")
+	_, aboveTLS := fc.Conn.(*tls.Conn)
+	require.True(t, aboveTLS)
+
+	for _, n := range []int{1, 1000, 5000, 70000, 1 << 20} {
+		in := strings.Repeat("z", n)
+		var out string
+		require.NoError(t, c.Call(context.Background(), "echo", [1]string{in}, &out))
+		require.Equal(t, in, out)
+	}
+	for i := range 100 {
+		_, err := srv.Broadcast(context.Background(), "n", [1]int{i}, nil)
+		require.NoError(t, err)
+	}
+	for i := range 100 {
+		require.Equal(t, i, rsWait(t, got, "a broadcast"))
+	}
 }

@@ -273,23 +273,14 @@ func TestServerWritesFramedOverTLS(t *testing.T) {
 	m := NewMethods()
 	Register(m, "echo", func(_ context.Context, p [1]string) (string, error) { return p[0], nil })
 	serverPeer := make(chan *Peer, 1)
-	srv := newServer(&options{Methods: m, OnConnect: func(p *Peer) { serverPeer <- p }})
-	ts := httptest.NewTLSServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		ts.Close()
-	})
+	srv := appServeOn(t, &options{Methods: m, OnConnect: func(p *Peer) { serverPeer <- p }}, httptest.NewTLSServer)
 	got := make(chan int, 100)
 	cm := NewMethods()
 	Register(cm, "n", func(_ context.Context, p [1]int) (any, error) {
 		got <- p[0]
 		return nil, nil
 	})
-	c, err := dial(context.Background(), "wss"+strings.TrimPrefix(ts.URL, "https"), &options{Methods: cm, HTTPClient: ts.Client()})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	c := appDial(t, srv.ws, &options{Methods: cm, HTTPClient: srv.hc})
 	sp := rsWait(t, serverPeer, "the server's peer")
 	fc := sp.conn.(*wsTransport).frames
 	require.NotNil(t, fc)

@@ -23,23 +23,30 @@ import (
 // appSrv is a Server on a real loopback socket.
 type appSrv struct {
 	*Server
-	url string // http://
-	ws  string // ws://
+	url string       // http:// (https:// with TLS)
+	ws  string       // ws:// (wss://)
+	hc  *http.Client // trusts the server's certificate
 }
 
 // appServe starts a Server for opts, shut down at the end of the test
 // (after the peers dialed with appDial, which are closed first).
 func appServe(t testing.TB, opts *options) *appSrv {
+	return appServeOn(t, opts, httptest.NewServer)
+}
+
+// appServeOn is appServe on the test server start makes
+// (httptest.NewServer, or NewTLSServer).
+func appServeOn(t testing.TB, opts *options, start func(http.Handler) *httptest.Server) *appSrv {
 	t.Helper()
 	srv := newServer(opts)
-	hs := httptest.NewServer(srv)
+	hs := start(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		require.NoError(t, srv.Shutdown(ctx))
 		hs.Close()
 	})
-	return &appSrv{Server: srv, url: hs.URL, ws: "ws" + strings.TrimPrefix(hs.URL, "http")}
+	return &appSrv{Server: srv, url: hs.URL, ws: "ws" + strings.TrimPrefix(hs.URL, "http"), hc: hs.Client()}
 }
 
 // appDial dials url, and closes the peer at the end of the test.

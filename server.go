@@ -125,9 +125,6 @@ func accept(w http.ResponseWriter, r *http.Request, cfg *config, beforeUpgrade f
 		return nil, err
 	}
 	hr.conn.SetWriteDeadline(time.Time{}) // coder/websocket times writes from here on
-	if hr.writesFramed {
-		hr.frames.coalesceWrites() // nothing has been written since the 101 response
-	}
 	return newPeer(newWSTransport(c, hr.conn, hr.frames, cfg), cfg, r, identity), nil
 }
 
@@ -143,9 +140,6 @@ type hijackRecorder struct {
 	// writeTimeout bounds the write of the 101 response, which is not
 	// under coder/websocket's write timeouts yet.
 	writeTimeout time.Duration
-	// writesFramed: coder/websocket's writes go through frames too, so
-	// that they can be gathered (framewrite.go).
-	writesFramed bool
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -161,9 +155,11 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h.frames, brw, err = hijackFrames(c, brw)
 	if err == nil && brw.Writer.Buffered() == 0 {
 		// net/http has written the 101 response; what coder/websocket
-		// writes from here on are frames, and they go through frames.
+		// writes from here on are frames, and they go through frames,
+		// to be gathered (framewrite.go). It writes none before Accept
+		// returns.
 		brw.Writer.Reset(h.frames)
-		h.writesFramed = true
+		h.frames.coalesceWrites()
 	}
 	return h.frames, brw, err
 }

@@ -393,7 +393,7 @@ func quickInt(b []byte, i int) (n int64, end int, ok bool) {
 		i++
 	}
 	n, end = digits(b, i)
-	if end == i || end-i > 1 && b[i] == '0' || end >= len(b) {
+	if !jsonDigits(b, i, end) || end >= len(b) {
 		return 0, 0, false
 	}
 	switch b[end] {

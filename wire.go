@@ -241,14 +241,18 @@ var plainName = func() (t [256]bool) {
 }()
 
 // plainUint returns the end of the digits at b[i], and whether they are a
-// JSON integer (one digit at least, no leading zero).
+// JSON integer.
 func plainUint(b []byte, i int) (end int, ok bool) {
 	end = i
 	for end < len(b) && b[end] >= '0' && b[end] <= '9' {
 		end++
 	}
-	return end, end > i && (end-i == 1 || b[i] != '0')
+	return end, jsonDigits(b, i, end)
 }
+
+// jsonDigits reports whether the digits b[i:end] make a JSON integer: one
+// digit at least, and no leading zero.
+func jsonDigits(b []byte, i, end int) bool { return end > i && (end-i == 1 || b[i] != '0') }
 
 // A wireKey is a constant of 8 to 16 bytes that parseCommon looks for,
 // held as its first and last eight bytes: two word loads to compare, where

@@ -1,6 +1,7 @@
 // Package e2e tests wsrpc end to end through its public API only, over
-// real loopback sockets: both directions, nesting, cancellation and a
-// dropped connection.
+// real loopback sockets: both directions, nesting, cancellation, a dropped
+// connection, and a connection through a reverse proxy and through a relay
+// that cuts the byte stream into pieces.
 package e2e
 
 import (

@@ -22,6 +22,11 @@ type transport interface {
 	// known in advance, right after) it calls reserve with its size, and
 	// fails with reserve's error. reserve may wait.
 	readMessage(reserve func(n int64) error) (*msgBuf, error)
+	// wholeAhead reports whether the next readMessage has a whole
+	// message to return without waiting for the connection: it was read
+	// ahead with the messages before it. Only the goroutine that reads
+	// calls it, between reads.
+	wholeAhead() bool
 	// holdTimer stops (true) and restarts (false) the message timeout
 	// while the peer itself keeps a message waiting.
 	holdTimer(on bool)
@@ -168,6 +173,8 @@ func (t *wsTransport) readBody(m *msgBuf, r io.Reader, reserve func(int64) error
 
 func (t *wsTransport) holdTimer(on bool) { t.msgWatch.hold(on) }
 
+func (t *wsTransport) wholeAhead() bool { return t.frames != nil && t.frames.wholeAhead() }
+
 func (t *wsTransport) interruptible() bool { return t.frames != nil }
 func (t *wsTransport) callerMode(on bool)  { t.frames.setCaller(on) }
 func (t *wsTransport) interrupt()          { t.frames.interrupt() }
@@ -308,6 +315,7 @@ func (p *pipeEnd) readMessage(reserve func(int64) error) (*msgBuf, error) {
 	}
 }
 
+func (p *pipeEnd) wholeAhead() bool     { return false }
 func (p *pipeEnd) setGather(bool)       {}
 func (p *pipeEnd) hasGathered() bool    { return false }
 func (p *pipeEnd) flushGathered() error { return nil }

@@ -244,6 +244,13 @@
 // woken by the reader.
 //
 // Writes are serialised per connection: every message is written whole.
+// Messages that meet on their way out share system calls: those of
+// writers waiting for their turn, and the answers to requests that were
+// read together, which go out once the reader has served what it read
+// (a handler that outlives the inline budget, or calls back its peer,
+// lets the answers before it go at once). Many callers sharing one
+// connection then cost both sides a fraction of a system call per
+// message.
 //
 // # Cancellation
 //
@@ -389,7 +396,8 @@ package wsrpc
 //
 //	peer.go       Peer: its state, start, Close and failure, the goroutines it counts (launch, adopt, exit), keepalive
 //	role.go       the reading role's state machine: who reads the connection, every move in readRole.step
-//	read.go       the reading goroutines: readLoop, a caller's readFor, routing a message (route), lapse and handoff timers
+//	read.go       the reading goroutines: readLoop, a caller's readFor, routing a message (route), lapse and handoff timers,
+//	              answers to messages read ahead held back to go out together (holdAnswers)
 //	serve.go      inbound work: byte budgets (reserve), admission (admit/decide), queues, handler slots, serveOne, help
 //	write.go      the write path: writers take turns, WriteTimeout, the last writer out sends what was gathered
 //	call.go       outbound calls: Call, Notify, pending calls and their answers (complete)
@@ -405,7 +413,8 @@ package wsrpc
 //	frameconn.go  a net.Conn under coder/websocket that follows frame headers (first byte, sizes),
 //	              and in caller mode returns whole frames only, so a caller's read can stop
 //	framewrite.go a frame's writes gathered into up to 64 KiB per system call, and the messages
-//	              of writers queued for their turn (or of a broadcast burst) gathered into one
+//	              of writers queued for their turn (or of a broadcast burst, or the answers to
+//	              requests read together) gathered into one
 //	buf.go        pooled message buffers, large ones by size, without allocating once warm
 //	watchdog.go   a timer that fires when one operation outlives its limit, without a reset per operation
 //	server.go     Dial, Accept, Server (connections, checks before the upgrade, Shutdown)

@@ -407,6 +407,22 @@ func (c *frameConn) nextMessage() (length int64, fin bool, opcode byte, ok bool)
 	return s.length, s.fin, s.opcode, true
 }
 
+// wholeAhead reports whether a whole data message has been read ahead:
+// its start is queued and its last byte has been read. Only the reading
+// goroutine calls it, between reads.
+func (c *frameConn) wholeAhead() bool {
+	if c.lost {
+		return false
+	}
+	c.mu.Lock()
+	n := c.qLen
+	c.mu.Unlock()
+	if c.inMsg {
+		n-- // the newest start's message is still arriving
+	}
+	return n > 0
+}
+
 // advance runs the parser over b, bytes just returned by Read.
 func (c *frameConn) advance(b []byte) {
 	for len(b) > 0 && !c.lost {

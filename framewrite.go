@@ -27,11 +27,13 @@ import (
 // next to send with its own (setGather): a burst of calls from many
 // goroutines, or of broadcasts to one peer (drainOutbound counts as a
 // writer while it drains), then goes out in a few system calls rather
-// than one each, and the other side reads it in a few. Up to writeChunk
-// bytes are gathered; any other write (the next message, a control frame
-// coder/websocket sends on its own) sends them first, and the last writer
-// to leave writeCtx sends what is left (flushGathered), so nothing stays
-// here once nobody is writing.
+// than one each, and the other side reads it in a few. A reader serving
+// requests it read together counts as a writer too (Peer.holdAnswers), so
+// that their answers go out together once it has served them. Up to
+// writeChunk bytes are gathered; any other write (the next message, a
+// control frame coder/websocket sends on its own) sends them first, and
+// the last writer to leave writeCtx sends what is left (flushGathered),
+// so nothing stays here once nobody is writing or holding answers.
 
 // writeChunk is the most a frameConn holds of a frame before writing.
 const writeChunk = 64 << 10

@@ -54,9 +54,14 @@ type Peer struct {
 	writeSem   chan struct{}
 	writeWatch *watchdog
 	// writers counts the goroutines in writeCtx, waiting for their turn
-	// or writing: while there are others, a message may wait to go out
-	// with the next (leaveWriting).
+	// or writing, and a reader holding answers back (holding) or a peer
+	// draining its broadcast queue: while there are others, a message may
+	// wait to go out with the next (leaveWriting).
 	writers atomic.Int32
+	// holding: the reader counts as a writer (in writers) while it serves
+	// messages it has read ahead, so that their answers go out together
+	// (holdAnswers).
+	holding atomic.Bool
 
 	// roleFree mirrors role.holder == roleNone, so that a caller can see
 	// without the lock whether the reading role is its to take or start:

@@ -71,6 +71,12 @@ func (p *Peer) roleStepLocked(ev roleEvent, gen uint32, pending bool) roleAction
 // role as reader number gen. It serves first, if not nil, work that a
 // caller or a handoff passed on with the role.
 func (p *Peer) readLoop(gen uint32, first *inbound) {
+	// What a reader held back goes out when it stops reading, and when
+	// another goroutine takes reading over from it (it serves inline
+	// work that may wait for anything, an answer from this peer among
+	// them).
+	p.sendAnswers()
+	defer p.sendAnswers()
 	if first != nil && !p.handle(gen, first) {
 		return
 	}
@@ -79,14 +85,45 @@ func (p *Peer) readLoop(gen uint32, first *inbound) {
 		if st == readFailed {
 			return
 		}
-		if in != nil && !p.handle(gen, in) {
-			return
+		// More messages read ahead: their answers go out with this one's.
+		ahead := p.conn.wholeAhead()
+		if in != nil {
+			if ahead {
+				p.holdAnswers()
+			}
+			if !p.handle(gen, in) {
+				return
+			}
+		}
+		if !ahead {
+			p.sendAnswers() // before the next read waits
 		}
 		if idle {
 			if act, _ := p.roleStep(evReaderIdle, gen, nil); act == actExit {
 				return
 			}
 		}
+	}
+}
+
+// holdAnswers makes the reader count as a writer, so that the answers to
+// what it serves wait to go out together (framewrite.go) until
+// sendAnswers: it has read several requests at once, and serves them one
+// after the other.
+func (p *Peer) holdAnswers() {
+	if p.holding.CompareAndSwap(false, true) {
+		p.writers.Add(1)
+	}
+}
+
+// sendAnswers ends holdAnswers: it sends what waits, unless another writer
+// still writes, which then does. readLoop calls it before a read may wait,
+// and when a goroutine starts or stops reading. Whoever calls it first
+// ends the hold; a later call does nothing, so it may run on any goroutine
+// at any time.
+func (p *Peer) sendAnswers() {
+	if p.holding.Load() && p.holding.CompareAndSwap(true, false) {
+		p.leaveWriting()
 	}
 }
 
@@ -215,7 +252,11 @@ func (p *Peer) lapse() {
 
 // handoffCheck runs when the handoff timer fires: work served inline for
 // too long keeps its goroutine, and the timer's goroutine reads instead.
+// It also sends the answers the reader holds back (holdAnswers), which
+// therefore wait for inline work, however many pieces of it, for at most
+// about two inline budgets.
 func (p *Peer) handoffCheck() {
+	p.sendAnswers()
 	p.mu.Lock()
 	sb := p.inlineSB
 	act := p.roleStepLocked(evHandoffCheck, 0, false)

@@ -983,6 +983,12 @@ func rsClientFrame(n int) (header []byte, mask [4]byte) {
 // WebSocket frames on the returned client end.
 func rsAcceptPipe(t *testing.T, opts *options) (*Peer, net.Conn, *bufio.Reader) {
 	srvConn, cliConn := net.Pipe()
+	return rsAcceptOn(t, opts, srvConn, cliConn)
+}
+
+// rsAcceptOn is rsAcceptPipe on a given pair of conns (srvConn may wrap one
+// end of a net.Pipe).
+func rsAcceptOn(t *testing.T, opts *options, srvConn, cliConn net.Conn) (*Peer, net.Conn, *bufio.Reader) {
 	t.Cleanup(func() { cliConn.Close() })
 	req := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
 	req.Header.Set("Connection", "Upgrade")

@@ -214,6 +214,7 @@ func (p *Peer) pauseLocked(other <-chan struct{}, stall <-chan time.Time) (stall
 	room := p.room
 	p.paused = true
 	p.mu.Unlock()
+	p.sendAnswers() // a paused reader holds nothing back
 	p.conn.holdTimer(true)
 	select {
 	case <-room:

@@ -23,6 +23,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wsrpc/wsrpc/internal/relay"
 	"go.uber.org/goleak"
 )
 
@@ -113,67 +115,13 @@ func rsWait[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
-// rsProxy is a loopback TCP proxy whose connections the test can cut.
-type rsProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func rsNewProxy(t *testing.T, target string) *rsProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// rsNewProxy starts a loopback TCP relay to target whose connections the
+// test can cut (Cut), stopped at the end of the test.
+func rsNewProxy(t *testing.T, target string) *relay.Relay {
+	r, err := relay.Start(target, nil)
 	require.NoError(t, err)
-	p := &rsProxy{ln: ln, target: target}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *rsProxy) url() string { return "ws://" + p.ln.Addr().String() }
-
-func (p *rsProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		p.wg.Go(func() { pipe(u, c) })
-		p.wg.Go(func() { pipe(c, u) })
-	}
-}
-
-// cut closes every proxied connection at once, as a network failure.
-func (p *rsProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0) // reset, not a graceful FIN
-		}
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *rsProxy) close() {
-	p.ln.Close()
-	p.cut()
-	p.wg.Wait()
+	t.Cleanup(r.Close)
+	return r
 }
 
 // rsWriteHook is a transport that lets a test act as a message starts being
@@ -671,7 +619,7 @@ func TestDisconnectWithCallsInFlight(t *testing.T) {
 		s := rsNewServer(t, opts(sb.methods()))
 		proxy := rsNewProxy(t, s.addr)
 		co := opts(cb.methods())
-		client := rsDial(t, proxy.url(), &co)
+		client := rsDial(t, "ws://"+proxy.Addr(), &co)
 		server := s.peer(t)
 
 		type outcome struct {
@@ -694,7 +642,7 @@ func TestDisconnectWithCallsInFlight(t *testing.T) {
 			rsWait(t, cb.started, "client handler start")
 		}
 		cutAt := time.Now()
-		proxy.cut()
+		proxy.Cut()
 		var worst time.Duration
 		for range 2 * n {
 			o := rsWait(t, outcomes, "a call's outcome")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/relay"
 )
 
 // This file runs a connection the way deployments carry it: through an
@@ -100,42 +102,11 @@ func reverseProxy(t *testing.T, backend string) string {
 func choppingRelay(t *testing.T, backend string) string {
 	u, err := url.Parse(backend)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var seed atomic.Uint64
+	r, err := relay.Start(u.Host, func(dst, src net.Conn) { chop(dst, src, seed.Add(1)) })
 	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for seed := uint64(1); ; seed++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, c, b)
-			mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); chop(b, c, seed) }()
-			go func() { defer wg.Done(); chop(c, b, seed+1000) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	t.Cleanup(r.Close)
+	return r.Addr()
 }
 
 // chop copies from src to dst in writes of 1 to 7 bytes, and closes dst's

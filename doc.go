@@ -427,6 +427,7 @@ package wsrpc
 //	weerpc/       package weerpc: the same table served to Flask-RPC and Quart-RPC clients (weeRPC over POST)
 //	internal/obs  the outcome labels the otel and prom modules share (modules of their own: openrpc, otel,
 //	              prom, natsbroker; see the README's Design)
+//	internal/relay a loopback TCP relay for tests: cuts connections, or chops the byte stream
 //	inspect/      package inspect: an Observer counting per method, inspect.snapshot/watch, and its page (Handler)
 //	observe.go    the Observer hook: Event, and where calls start and end both ways
 //	describe.go   what a table tells of itself (Describe, rpc.discover) and Invoke for other wire formats

@@ -216,7 +216,12 @@ func (p *Peer) handle(gen uint32, in *inbound) bool {
 	}
 
 	p.mu.Lock()
-	p.inlineSB = nil
+	if sb != nil && p.inlineSB == sb {
+		// Only this work's own batch: reading may have moved on, and the
+		// reader since then may be serving a batch inline that a handoff
+		// still has to find.
+		p.inlineSB = nil
+	}
 	if p.role.gen == gen && p.queuedBehind(note) {
 		// Work queued behind this (rare: the reader reads nothing while
 		// it serves): serve it here, and read elsewhere.

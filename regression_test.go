@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -397,4 +398,87 @@ func TestStrictArguments(t *testing.T) {
 	require.Equal(t, 3, n)
 	_, err = Call[int](ctx, c, "opts", json.RawMessage(`{"ptr":1}`))
 	require.ErrorContains(t, err, `missing argument "need"`)
+}
+
+// afterWrite is a transport that lets a test act right after a message has
+// been written, on the goroutine that wrote it.
+type afterWrite struct {
+	transport
+	after func(b []byte)
+}
+
+func (a *afterWrite) writeMessage(b []byte) error {
+	err := a.transport.writeMessage(b)
+	a.after(b)
+	return err
+}
+
+// TestInlineBatchHandoffAfterOldReader: a reader that handed reading off
+// while it served a request, and finishes only once the next reader serves
+// a batch inline, must not make that batch invisible to the handoff: its
+// items wait for each other, so only helpers started by the handoff let
+// them finish. Found by TestRequestsRunConcurrently hanging once in a few
+// hundred runs under -cpu 2: on 48b8392 the old reader cleared the batch
+// the handoff looks for, whoever's it was.
+func TestInlineBatchHandoffAfterOldReader(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var meet sync.WaitGroup
+		meet.Add(2)
+		started := make(chan struct{}, 2)
+		m := NewMethods()
+		Register(m, "hold", func(context.Context, any) (int, error) {
+			<-release
+			return 1, nil
+		})
+		Register(m, "meet", func(context.Context, any) (int, error) {
+			started <- struct{}{}
+			meet.Done()
+			meet.Wait() // returns only once both items run
+			return 2, nil
+		})
+
+		answered, proceed := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		ea, eb := newPipe(64)
+		server := newPeer(&afterWrite{transport: ea, after: func(b []byte) {
+			if strings.Contains(string(b), `"id":1,`) {
+				once.Do(func() {
+					close(answered)
+					<-proceed // the old reader, between its answer and the rest
+				})
+			}
+		}}, (&options{Methods: m, Limits: Limits{PingInterval: -1}}).config(), nil, nil)
+		client := newPeer(eb, (&options{Limits: Limits{PingInterval: -1}}).config(), nil, nil)
+		server.start()
+		client.start()
+		defer func() {
+			client.Close()
+			server.Close()
+		}()
+
+		ctx := context.Background()
+		held := make(chan error, 1)
+		go func() { held <- client.Call(ctx, "hold", nil, nil) }()
+		// "hold" is served inline; past the inline budget reading moves
+		// to another goroutine.
+		time.Sleep(3 * inlineBudget)
+		synctest.Wait()
+		close(release)
+		<-answered
+		require.NoError(t, <-held)
+
+		batched := make(chan error, 1)
+		go func() {
+			batched <- client.Batch(ctx, func(b *Batch) {
+				b.Call("meet", nil, nil)
+				b.Call("meet", nil, nil)
+			})
+		}()
+		<-started // the new reader serves the batch inline
+		close(proceed)
+		synctest.Wait() // the old reader has finished
+		require.NoError(t, <-batched)
+	})
 }

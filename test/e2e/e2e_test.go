@@ -28,10 +28,11 @@ type side struct {
 	methods *wsrpc.Methods
 	notes   chan string
 	waiting atomic.Int64
+	wake    chan struct{} // closed: every nap returns
 }
 
 func newSide() *side {
-	s := &side{methods: wsrpc.NewMethods(), notes: make(chan string, 16)}
+	s := &side{methods: wsrpc.NewMethods(), notes: make(chan string, 16), wake: make(chan struct{})}
 	wsrpc.Register(s.methods, "math.sum", func(_ context.Context, n []int) (int, error) {
 		t := 0
 		for _, v := range n {
@@ -50,13 +51,12 @@ func newSide() *side {
 		n, err := wsrpc.Call[int](ctx, wsrpc.PeerFromContext(ctx), "bounce", []int{depth - 1})
 		return n + 1, err
 	})
-	// nap outlives a caller's short deadline, but ends by itself: JSON-RPC
-	// has no cancellation, so a caller giving up does not stop the handler.
+	// nap outlives any caller's deadline, until the test wakes every nap:
+	// JSON-RPC has no cancellation, so a caller giving up does not stop
+	// the handler.
 	wsrpc.Register(s.methods, "nap", func(ctx context.Context, _ any) (int, error) {
-		t := time.NewTimer(20 * time.Millisecond)
-		defer t.Stop()
 		select {
-		case <-t.C:
+		case <-s.wake:
 		case <-ctx.Done():
 		}
 		return 0, nil
@@ -169,12 +169,15 @@ func TestCancellationLeavesSocketUp(t *testing.T) {
 	p := newPair(t, newSide(), ss, wsrpc.Limits{})
 	for range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		// A call that waited for nap's answer would return it, not the
-		// deadline's error.
+		// nap answers only once woken: the call can only end by its
+		// deadline, however the machine schedules it.
 		err := p.client.Call(ctx, "nap", nil, nil)
 		cancel()
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	}
+	// The naps hold every handler slot (and more wait): wake them, and
+	// their late answers are dropped while the next call is served.
+	close(ss.wake)
 	n, err := wsrpc.Call[int](context.Background(), p.client, "math.sum", []int{40, 2})
 	require.NoError(t, err)
 	require.Equal(t, 42, n)

@@ -400,19 +400,6 @@ func TestStrictArguments(t *testing.T) {
 	require.ErrorContains(t, err, `missing argument "need"`)
 }
 
-// afterWrite is a transport that lets a test act right after a message has
-// been written, on the goroutine that wrote it.
-type afterWrite struct {
-	transport
-	after func(b []byte)
-}
-
-func (a *afterWrite) writeMessage(b []byte) error {
-	err := a.transport.writeMessage(b)
-	a.after(b)
-	return err
-}
-
 // TestInlineBatchHandoffAfterOldReader: a reader that handed reading off
 // while it served a request, and finishes only once the next reader serves
 // a batch inline, must not make that batch invisible to the handoff: its
@@ -442,7 +429,7 @@ func TestInlineBatchHandoffAfterOldReader(t *testing.T) {
 		answered, proceed := make(chan struct{}), make(chan struct{})
 		var once sync.Once
 		ea, eb := newPipe(64)
-		server := newPeer(&afterWrite{transport: ea, after: func(b []byte) {
+		server := newPeer(&rsWriteHook{transport: ea, after: func(b []byte) {
 			if strings.Contains(string(b), `"id":1,`) {
 				once.Do(func() {
 					close(answered)

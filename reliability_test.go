@@ -23,9 +23,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/wsrpc/wsrpc/internal/relay"
-	"go.uber.org/goleak"
 )
 
 // ---- harness ----
@@ -125,15 +125,22 @@ func rsNewProxy(t *testing.T, target string) *relay.Relay {
 }
 
 // rsWriteHook is a transport that lets a test act as a message starts being
-// written.
+// written (onWrite), and once it has been, on the goroutine that wrote it
+// (after). Either may be nil.
 type rsWriteHook struct {
 	transport
-	onWrite func(b []byte)
+	onWrite, after func(b []byte)
 }
 
 func (h *rsWriteHook) writeMessage(b []byte) error {
-	h.onWrite(b)
-	return h.transport.writeMessage(b)
+	if h.onWrite != nil {
+		h.onWrite(b)
+	}
+	err := h.transport.writeMessage(b)
+	if h.after != nil {
+		h.after(b)
+	}
+	return err
 }
 
 func rsReqID(t testing.TB, raw string) string {
@@ -919,13 +926,6 @@ func (w *rsHijacker) WriteHeader(code int) {
 }
 func (w *rsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.conn, w.brw, nil }
 
-// rsClientFrame returns a masked client text frame header for a payload of
-// n bytes (n < 126), and the mask.
-func rsClientFrame(n int) (header []byte, mask [4]byte) {
-	mask = [4]byte{1, 2, 3, 4}
-	return append([]byte{0x81, 0x80 | byte(n)}, mask[:]...), mask
-}
-
 // rsAcceptPipe accepts a peer (started, closed at the end of the test) over
 // one end of a net.Pipe, inside a synctest bubble; the test speaks raw
 // WebSocket frames on the returned client end.
@@ -972,13 +972,13 @@ func TestMessageTimeoutClosesTrickler(t *testing.T) {
 		p, cliConn, cli := rsAcceptPipe(t, &options{Methods: rsCountingMethods(&calls), Limits: Limits{MessageTimeout: 5 * time.Second, PingInterval: -1}})
 
 		trickle := func(msg string, gap time.Duration) error {
-			hdr, mask := rsClientFrame(len(msg))
-			if _, err := cliConn.Write(hdr); err != nil {
+			f := raFrames(msg) // msg < 126 bytes: a 6-byte header
+			if _, err := cliConn.Write(f[:6]); err != nil {
 				return err
 			}
-			for i := range len(msg) {
+			for _, c := range f[6:] {
 				time.Sleep(gap)
-				if _, err := cliConn.Write([]byte{msg[i] ^ mask[i%4]}); err != nil {
+				if _, err := cliConn.Write([]byte{c}); err != nil {
 					return err
 				}
 			}

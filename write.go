@@ -68,9 +68,10 @@ func (p *Peer) writeCtx(done <-chan struct{}, b []byte) error {
 // or out of draining a broadcast queue). The last one out sends the frames
 // gathered for a writer that was waiting then (and has written since, or
 // given up): its turn comes at once, unless a new writer has taken it, and
-// that one is then the last out, or writes them with its own. It does so on a closed peer too: what was gathered may include the
-// close frame coder/websocket sent, on its own, in answer to the other
-// side's while a message was being written.
+// that one is then the last out, or writes them with its own. It does so
+// on a closed peer too: what was gathered may include the close frame
+// coder/websocket sent, on its own, in answer to the other side's while a
+// message was being written.
 func (p *Peer) leaveWriting() error {
 	if p.writers.Add(-1) != 0 || !p.conn.hasGathered() {
 		return nil

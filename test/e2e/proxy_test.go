@@ -27,13 +27,12 @@ import (
 // into pieces of a few bytes, so that no frame header or message arrives
 // in the read that the sender's write made.
 
-// proxied is a client connected to a Server through a front, and the
-// server's peer for that connection.
+// proxied is a client connected to a Server through a front.
 type proxied struct {
-	client, server *wsrpc.Peer
-	srv            *wsrpc.Server
-	bye            chan error // the server peer's Err once it has stopped
-	ticks          chan int   // the client's "tick" notifications
+	client *wsrpc.Peer
+	srv    *wsrpc.Server
+	bye    chan error // the server peer's Err once it has stopped
+	ticks  chan int   // the client's "tick" notifications
 }
 
 // proxiedMethods are the server's methods: echo, a call back to the client,
@@ -77,7 +76,7 @@ func startBehind(t *testing.T, front func(t *testing.T, backend string) string) 
 	client, err := wsrpc.Dial(ctx, "ws://"+addr+"/", &wsrpc.DialOptions{Methods: cm})
 	require.NoError(t, err)
 	pr.client = client
-	pr.server = <-connected
+	<-connected // the Server holds the peer: a broadcast reaches it
 	t.Cleanup(func() {
 		client.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -154,4 +155,55 @@ func TestCallerLeavesLargeAndFragmentedFrames(t *testing.T) {
 	}
 	require.Equal(t, len(big), rsWait(t, notes, "the notification"))
 	require.NoError(t, p.Err())
+}
+
+// TestLapseAfterRunOfCalls: while a peer's callers keep reading for
+// themselves, the lapse period grows, but a notification that arrives
+// after the last call of a long run is still read within two of the
+// longest periods; and the next quiet spell is back to readLapse.
+func TestLapseAfterRunOfCalls(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		got := make(chan time.Time, 2)
+		cm := NewMethods()
+		Register(cm, "note", func(context.Context, any) (any, error) {
+			got <- time.Now()
+			return nil, nil
+		})
+		sm := NewMethods()
+		Register(sm, "ping", func(context.Context, any) (bool, error) { return true, nil })
+		noPing := Limits{PingInterval: -1}
+		cli, srv := rsPipePeers(&options{Methods: cm, Limits: noPing}, &options{Methods: sm, Limits: noPing})
+		defer srv.Close()
+		defer cli.Close()
+
+		ctx := context.Background() // so that each call reads for itself
+		// 30 ms of calls 100 µs apart: the lapse timer keeps finding the
+		// role taken or freed again.
+		for range 300 {
+			_, err := Call[bool](ctx, cli, "ping", nil)
+			require.NoError(t, err)
+			time.Sleep(100 * time.Microsecond)
+		}
+		cli.mu.Lock()
+		shift := cli.role.lapseShift
+		cli.mu.Unlock()
+		require.Equal(t, uint8(maxLapseShift), shift, "the period after a run of calls")
+
+		sent := time.Now()
+		require.NoError(t, srv.Notify(ctx, "note", nil))
+		wait := (<-got).Sub(sent)
+		require.LessOrEqual(t, wait, 2*readLapse<<maxLapseShift, "a notification after the run")
+		synctest.Wait()
+
+		// A reader took the role and keeps it: the next notification is
+		// read at once, and the period is short again.
+		sent = time.Now()
+		require.NoError(t, srv.Notify(ctx, "note", nil))
+		require.Zero(t, (<-got).Sub(sent))
+		cli.mu.Lock()
+		shift = cli.role.lapseShift
+		cli.mu.Unlock()
+		require.Zero(t, shift)
+	})
 }

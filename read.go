@@ -16,7 +16,20 @@ import (
 // readLapse is how long the reading role may stay free before a reader
 // takes it back (see readRole: between one and two of these). While it is
 // free, requests and pings from the other side wait at most that long.
+//
+// While callers keep taking the role back before the lapse timer finds it
+// free, the period doubles, up to maxLapseShift doublings (4 ms): the
+// timer then fires a quarter as often. Each firing starts a goroutine and
+// wakes a thread, and at one per millisecond that cost a lock-step caller
+// of 1 KiB echoes about 5 % of its throughput. Nothing waits on the longer
+// period meanwhile, since each call reads what came in before it; the
+// first message after the last call of such a run waits at most two
+// periods, 8 ms, and a timer that finds the role left free goes back to
+// readLapse.
 const readLapse = time.Millisecond
+
+// maxLapseShift caps the doublings of the lapse period (readLapse).
+const maxLapseShift = 2
 
 // inlineBudget is how long work may run on the reading goroutine before
 // reading moves to another goroutine (between one and two of these: see
@@ -58,7 +71,7 @@ func (p *Peer) roleStepLocked(ev roleEvent, gen uint32, pending bool) roleAction
 	p.roleFree.Store(p.role.holder == roleNone)
 	if p.role.armLapse {
 		p.role.armLapse = false
-		p.lapseTimer.Reset(p.lapseAfter)
+		p.lapseTimer.Reset(p.lapseAfter << p.role.lapseShift)
 	}
 	if p.role.armHandoff {
 		p.role.armHandoff = false

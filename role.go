@@ -40,8 +40,10 @@ package wsrpc
 // been answered to a caller who may read (evCallerDone, evReaderIdle), so
 // that its next call reads for itself. The lapse timer gives the role to a
 // new reader after between one and two readLapse periods of quiet, so that
-// requests and pings from the other side are read within that time; a
-// caller that cannot read starts a reader at once (evNeedReader).
+// requests and pings from the other side are read within that time (a
+// period that doubles, up to 4 ms, while callers keep taking the role
+// back first: see readLapse); a caller that cannot read starts a reader at
+// once (evNeedReader).
 //
 // Every transition that leaves the role free arms the lapse timer in the
 // same step, and every transition out of caller or reader names the next
@@ -134,6 +136,11 @@ type readRole struct {
 	lapseArmed, handoffArmed bool
 	freeSeq, lapseSeen       uint64
 	inlineSeq, inlineSeen    uint64
+	// lapseShift doubles the lapse period (readLapse << lapseShift) each
+	// time the lapse timer finds the role taken, or freed again, since it
+	// last looked, up to maxLapseShift; it is zero again once the timer
+	// finds the role left free for a whole period.
+	lapseShift uint8
 }
 
 // step applies ev and returns what the reporting goroutine must do. gen is
@@ -186,12 +193,15 @@ func (r *readRole) step(ev roleEvent, gen uint32, pending bool) roleAction {
 		switch {
 		case r.holder != roleNone:
 			r.lapseArmed = false
+			r.lapseLonger()
 		case r.freeSeq != r.lapseSeen:
 			// Left free again since the last look: wait a full period.
 			r.lapseSeen = r.freeSeq
 			r.armLapse = true
+			r.lapseLonger()
 		default:
 			r.lapseArmed = false
+			r.lapseShift = 0
 			return r.toReader(actBecome)
 		}
 	case evInlineBegin:
@@ -224,6 +234,13 @@ func (r *readRole) step(ev roleEvent, gen uint32, pending bool) roleAction {
 		}
 	}
 	return actNone
+}
+
+// lapseLonger doubles the lapse period, up to maxLapseShift doublings.
+func (r *readRole) lapseLonger() {
+	if r.lapseShift < maxLapseShift {
+		r.lapseShift++
+	}
 }
 
 // toReader gives the role to a new reader goroutine, started as act says.

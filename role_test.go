@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // This file checks the reading role's state machine (role.go) by brute
@@ -306,4 +308,46 @@ func TestReadRoleClosed(t *testing.T) {
 			t.Fatalf("event %d after close: holder %d, action %d", ev, r.holder, act)
 		}
 	}
+}
+
+// TestLapseLengthensWhileCallersRead: each time the lapse timer finds the
+// role taken, or freed again, since it last looked, the next period is
+// twice as long, up to readLapse << maxLapseShift; once it finds the role
+// left free for a whole period it gives the role to a reader and the
+// period is readLapse again.
+func TestLapseLengthensWhileCallersRead(t *testing.T) {
+	t.Parallel()
+	var r readRole
+	r.step(evStart, 0, false)
+	r.step(evReaderIdle, r.gen, false) // the role is free; the lapse is armed
+	require.True(t, r.armLapse)
+	r.armLapse = false
+	var shifts []uint8
+	for range maxLapseShift + 2 {
+		// A caller takes the role and frees it again before the timer
+		// looks, then takes it again: the timer finds it taken.
+		r.step(evCallerWants, 0, false)
+		r.step(evCallerDone, 0, false)
+		r.step(evCallerWants, 0, false)
+		r.step(evLapse, 0, false)
+		shifts = append(shifts, r.lapseShift)
+		r.step(evCallerDone, 0, false) // frees the role: arms the lapse again
+		require.True(t, r.armLapse)
+		r.armLapse = false
+	}
+	require.Equal(t, []uint8{1, 2, 2, 2}, shifts)
+
+	// Freed again since the last look: one more period, and longer.
+	r.lapseShift = 0
+	r.step(evCallerWants, 0, false)
+	r.step(evCallerDone, 0, false)
+	require.Equal(t, actNone, r.step(evLapse, 0, false))
+	require.Equal(t, uint8(1), r.lapseShift)
+	require.True(t, r.armLapse)
+	r.armLapse = false
+
+	// Left free for a whole period: a reader, and the short period.
+	require.Equal(t, actBecome, r.step(evLapse, 0, false))
+	require.Equal(t, roleReader, r.holder)
+	require.Zero(t, r.lapseShift)
 }

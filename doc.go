@@ -235,7 +235,9 @@
 //
 // A caller reads its own answer while no one else reads, so that the
 // answer wakes no other goroutine; between its calls nobody reads, and
-// after one to two milliseconds of that a reader starts again. A caller
+// after one to two milliseconds of that a reader starts again (up to 8 ms
+// at the end of a run of calls less than a few milliseconds apart, during
+// which each call reads what came in before it). A caller
 // with context.Background may read anything; a caller whose context can
 // end reads only where its read can be stopped when the context ends
 // without harm to the connection (accepted connections, and dialed ones

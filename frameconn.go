@@ -113,11 +113,16 @@ type frameConn struct {
 	// The write side (framewrite.go).
 	w frameWriter
 
-	// Queue of data message starts, shared with nextMessage.
-	mu    sync.Mutex
-	q     []frameStart // ring; grows by doubling up to frameQueueMax
-	qHead int
-	qLen  int
+	// Queue of data message starts, shared with nextMessage; and, for
+	// wholeAhead, which the reading goroutine calls between reads, while
+	// another goroutine may be reading (coder/websocket's Close reads
+	// until the close frame), copies of inMsg and lost.
+	mu       sync.Mutex
+	q        []frameStart // ring; grows by doubling up to frameQueueMax
+	qHead    int
+	qLen     int
+	arriving bool // inMsg: the newest start's message has not ended
+	qLost    bool // lost
 }
 
 // newFrameConn wraps c. pre holds bytes already read from c (buffered by
@@ -411,16 +416,21 @@ func (c *frameConn) nextMessage() (length int64, fin bool, opcode byte, ok bool)
 // its start is queued and its last byte has been read. Only the reading
 // goroutine calls it, between reads.
 func (c *frameConn) wholeAhead() bool {
-	if c.lost {
-		return false
-	}
 	c.mu.Lock()
-	n := c.qLen
+	n, arriving, lost := c.qLen, c.arriving, c.qLost
 	c.mu.Unlock()
-	if c.inMsg {
+	if arriving {
 		n-- // the newest start's message is still arriving
 	}
-	return n > 0
+	return n > 0 && !lost
+}
+
+// lose stops following the stream.
+func (c *frameConn) lose() {
+	c.lost = true
+	c.mu.Lock()
+	c.qLost = true
+	c.mu.Unlock()
 }
 
 // advance runs the parser over b, bytes just returned by Read.
@@ -498,7 +508,7 @@ func (c *frameConn) skipHead(b []byte) []byte {
 			// Interim response; the real one follows.
 		default:
 			c.head = false
-			c.lost = true
+			c.lose()
 		}
 		return b[i+1:]
 	}
@@ -536,7 +546,7 @@ func (c *frameConn) headerDone() {
 	case 127:
 		u := binary.BigEndian.Uint64(h[2:10])
 		if u>>63 != 0 {
-			c.lost = true // coder/websocket fails on a negative length
+			c.lose() // coder/websocket fails on a negative length
 			return
 		}
 		n = int64(u)
@@ -546,7 +556,7 @@ func (c *frameConn) headerDone() {
 	switch op {
 	case 1, 2:
 		if c.inMsg {
-			c.lost = true // a new message inside a message
+			c.lose() // a new message inside a message
 			return
 		}
 		if !c.push(frameStart{length: n, fin: fin, opcode: op}) {
@@ -555,18 +565,18 @@ func (c *frameConn) headerDone() {
 		c.inMsg, c.endMsg = true, fin
 	case 0:
 		if !c.inMsg {
-			c.lost = true // a continuation with nothing to continue
+			c.lose() // a continuation with nothing to continue
 			return
 		}
 		c.endMsg = fin
 	case 8, 9, 10:
 		if !fin || n > 125 {
-			c.lost = true // fragmented or oversized control frame
+			c.lose() // fragmented or oversized control frame
 			return
 		}
 		c.endMsg = false
 	default:
-		c.lost = true // reserved opcode
+		c.lose() // reserved opcode
 		return
 	}
 	c.remain = n
@@ -579,6 +589,9 @@ func (c *frameConn) headerDone() {
 func (c *frameConn) frameDone() {
 	if c.endMsg {
 		c.inMsg, c.endMsg = false, false
+		c.mu.Lock()
+		c.arriving = false
+		c.mu.Unlock()
 	}
 	if !c.inMsg && c.end != nil {
 		c.end()
@@ -593,7 +606,7 @@ func (c *frameConn) push(s frameStart) bool {
 	if c.qLen == len(c.q) {
 		if c.qLen >= frameQueueMax {
 			c.err = errFrameQueueFull
-			c.lost = true
+			c.lost, c.qLost = true, true
 			return false
 		}
 		q := make([]frameStart, min(max(8, 2*len(c.q)), frameQueueMax))
@@ -607,6 +620,7 @@ func (c *frameConn) push(s frameStart) bool {
 	}
 	c.q[i] = s
 	c.qLen++
+	c.arriving = true // until frameDone ends its message
 	return true
 }
 

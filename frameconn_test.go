@@ -1088,3 +1088,44 @@ func TestFrameConnInterrupt(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, frame, got)
 }
+
+// TestFrameConnWholeAheadWhileAnotherReads: the reading goroutine asks
+// wholeAhead between its reads while another goroutine reads frames (as
+// coder/websocket's Close does, reading until the close frame). Under
+// -race this fails if wholeAhead looks at the parser's own state.
+func TestFrameConnWholeAheadWhileAnotherReads(t *testing.T) {
+	t.Parallel()
+	var stream []byte
+	for range 200 {
+		stream = fcAppend(stream, fcFrame{op: 1, n: 3, fin: true, masked: true})
+		stream = fcAppend(stream, fcFrame{op: 1, n: 130, fin: false, masked: true})
+		stream = fcAppend(stream, fcFrame{op: 0, n: 5, fin: true, masked: true})
+	}
+	fc := newFrameConn(&fcScript{data: stream, sizes: []int{1, 7, 64}}, nil, false)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		for {
+			if _, err := fc.Read(buf); err != nil {
+				return
+			}
+			for {
+				if _, _, _, ok := fc.nextMessage(); !ok {
+					break
+				}
+			}
+		}
+	}()
+	seen := false
+	for {
+		select {
+		case <-done:
+			require.False(t, fc.wholeAhead(), "everything was popped")
+			t.Logf("a whole message was seen ahead: %v", seen)
+			return
+		default:
+			seen = fc.wholeAhead() || seen
+		}
+	}
+}

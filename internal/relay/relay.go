@@ -17,6 +17,7 @@ type Relay struct {
 	pipe   func(dst, src net.Conn)
 	mu     sync.Mutex
 	conns  []net.Conn
+	closed bool           // Close has begun: relay nothing more
 	wg     sync.WaitGroup // the accept loop and every pipe
 }
 
@@ -56,10 +57,18 @@ func (r *Relay) accept() {
 			continue
 		}
 		r.mu.Lock()
+		if r.closed {
+			// Accepted just before Close: Close's Cut has run already
+			// and would not see these, so their pipes could outlive it.
+			r.mu.Unlock()
+			c.Close()
+			u.Close()
+			return
+		}
 		r.conns = append(r.conns, c, u)
-		r.mu.Unlock()
 		r.wg.Go(func() { r.pipe(u, c) })
 		r.wg.Go(func() { r.pipe(c, u) })
+		r.mu.Unlock()
 	}
 }
 
@@ -80,6 +89,9 @@ func (r *Relay) Cut() {
 // Close stops accepting, cuts every connection and waits for the relay's
 // goroutines.
 func (r *Relay) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.ln.Close()
 	r.Cut()
 	r.wg.Wait()

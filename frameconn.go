@@ -82,12 +82,12 @@ type frameConn struct {
 	begin, end func() // set by setHooks before Read runs
 
 	// Parser state, used by Read only (and by setHooks, which must not run
-	// concurrently with Read).
-	lost   bool  // stream no longer followed
-	err    error // sticky error Read returns (queue overflow)
-	head   bool  // inside an HTTP response head (skipHTTP)
-	line   int   // bytes in the current head line so far
-	lastCR bool  // the last of them was '\r'
+	// concurrently with Read); lost is also read by wholeAhead.
+	lost   atomic.Bool // stream no longer followed
+	err    error       // sticky error Read returns (queue overflow)
+	head   bool        // inside an HTTP response head (skipHTTP)
+	line   int         // bytes in the current head line so far
+	lastCR bool        // the last of them was '\r'
 	status [16]byte
 	statN  int // bytes of the current head kept in status
 
@@ -116,13 +116,12 @@ type frameConn struct {
 	// Queue of data message starts, shared with nextMessage; and, for
 	// wholeAhead, which the reading goroutine calls between reads, while
 	// another goroutine may be reading (coder/websocket's Close reads
-	// until the close frame), copies of inMsg and lost.
+	// until the close frame), a copy of inMsg that changes with qLen.
 	mu       sync.Mutex
 	q        []frameStart // ring; grows by doubling up to frameQueueMax
 	qHead    int
 	qLen     int
 	arriving bool // inMsg: the newest start's message has not ended
-	qLost    bool // lost
 }
 
 // newFrameConn wraps c. pre holds bytes already read from c (buffered by
@@ -179,7 +178,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	} else {
 		n, err = c.Conn.Read(p)
 	}
-	if n > 0 && n <= len(p) && !c.lost {
+	if n > 0 && n <= len(p) && !c.lost.Load() {
 		c.advance(p[:n])
 		if c.err != nil && err == nil {
 			err = c.err
@@ -278,7 +277,7 @@ func (c *frameConn) callerRead(p []byte) (int, error) {
 			err := c.rerr
 			c.rerr = nil
 			return 0, err
-		case refuse, c.lost, c.head, c.err != nil:
+		case refuse, c.lost.Load(), c.head, c.err != nil:
 			return 0, errHandOff
 		}
 		// Read the rest of the frame under way and at most 4 KiB more,
@@ -385,7 +384,7 @@ func wholeFrames(b []byte) (whole int, refuse bool, need int) {
 // setHooks, so that every end still follows its begin.
 func (c *frameConn) setHooks(begin, end func()) {
 	c.begin, c.end = begin, end
-	if begin != nil && !c.lost && !c.head && (c.hn > 0 || c.remain > 0 || c.inMsg) {
+	if begin != nil && !c.lost.Load() && !c.head && (c.hn > 0 || c.remain > 0 || c.inMsg) {
 		begin()
 	}
 }
@@ -416,26 +415,21 @@ func (c *frameConn) nextMessage() (length int64, fin bool, opcode byte, ok bool)
 // its start is queued and its last byte has been read. Only the reading
 // goroutine calls it, between reads.
 func (c *frameConn) wholeAhead() bool {
+	if c.lost.Load() {
+		return false
+	}
 	c.mu.Lock()
-	n, arriving, lost := c.qLen, c.arriving, c.qLost
+	n, arriving := c.qLen, c.arriving
 	c.mu.Unlock()
 	if arriving {
 		n-- // the newest start's message is still arriving
 	}
-	return n > 0 && !lost
-}
-
-// lose stops following the stream.
-func (c *frameConn) lose() {
-	c.lost = true
-	c.mu.Lock()
-	c.qLost = true
-	c.mu.Unlock()
+	return n > 0
 }
 
 // advance runs the parser over b, bytes just returned by Read.
 func (c *frameConn) advance(b []byte) {
-	for len(b) > 0 && !c.lost {
+	for len(b) > 0 && !c.lost.Load() {
 		if c.head {
 			b = c.skipHead(b)
 			continue
@@ -508,7 +502,7 @@ func (c *frameConn) skipHead(b []byte) []byte {
 			// Interim response; the real one follows.
 		default:
 			c.head = false
-			c.lose()
+			c.lost.Store(true)
 		}
 		return b[i+1:]
 	}
@@ -546,7 +540,7 @@ func (c *frameConn) headerDone() {
 	case 127:
 		u := binary.BigEndian.Uint64(h[2:10])
 		if u>>63 != 0 {
-			c.lose() // coder/websocket fails on a negative length
+			c.lost.Store(true) // coder/websocket fails on a negative length
 			return
 		}
 		n = int64(u)
@@ -556,7 +550,7 @@ func (c *frameConn) headerDone() {
 	switch op {
 	case 1, 2:
 		if c.inMsg {
-			c.lose() // a new message inside a message
+			c.lost.Store(true) // a new message inside a message
 			return
 		}
 		if !c.push(frameStart{length: n, fin: fin, opcode: op}) {
@@ -565,18 +559,18 @@ func (c *frameConn) headerDone() {
 		c.inMsg, c.endMsg = true, fin
 	case 0:
 		if !c.inMsg {
-			c.lose() // a continuation with nothing to continue
+			c.lost.Store(true) // a continuation with nothing to continue
 			return
 		}
 		c.endMsg = fin
 	case 8, 9, 10:
 		if !fin || n > 125 {
-			c.lose() // fragmented or oversized control frame
+			c.lost.Store(true) // fragmented or oversized control frame
 			return
 		}
 		c.endMsg = false
 	default:
-		c.lose() // reserved opcode
+		c.lost.Store(true) // reserved opcode
 		return
 	}
 	c.remain = n
@@ -606,7 +600,7 @@ func (c *frameConn) push(s frameStart) bool {
 	if c.qLen == len(c.q) {
 		if c.qLen >= frameQueueMax {
 			c.err = errFrameQueueFull
-			c.lost, c.qLost = true, true
+			c.lost.Store(true)
 			return false
 		}
 		q := make([]frameStart, min(max(8, 2*len(c.q)), frameQueueMax))

@@ -162,7 +162,7 @@ func fcRun(stream []byte, pre int, sizes []int, skipHTTP bool) fcView {
 		}
 		v.starts = append(v.starts, frameStart{length: n, fin: fin, opcode: op})
 	}
-	v.lost = fc.lost
+	v.lost = fc.lost.Load()
 	return v
 }
 
@@ -445,7 +445,7 @@ func TestFrameConnReadAllocs(t *testing.T) {
 		step()
 	}
 	require.Zero(t, testing.AllocsPerRun(1000, step))
-	require.False(t, fc.lost)
+	require.False(t, fc.lost.Load())
 	require.Positive(t, pops)
 	require.LessOrEqual(t, begins-ends, 1)
 }

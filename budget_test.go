@@ -2,8 +2,10 @@ package wsrpc
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 )
 
@@ -156,6 +159,38 @@ func TestOverBudgetWhileCalling(t *testing.T) {
 		held, _ := heldNow(r.p)
 		require.LessOrEqual(t, held, int64(limit+size+100), "at most one message over the budget")
 	})
+}
+
+// TestDeclaredTooBigRefusedOnHeader: a frame whose header declares more
+// than MaxMessageSize closes the connection with 1009 at once, before its
+// payload. Until this session the payload was read first, uncharged, up
+// to the limit: a client that sent such a header and stalled held
+// MaxMessageSize of memory until MessageTimeout, outside MaxServerBytes
+// (48 stalled clients, 1 MiB limit, 2 MiB MaxServerBytes: 52 MiB of heap).
+// Here MessageTimeout is an hour: only a refusal on the header closes the
+// connection while the payload stalls.
+func TestDeclaredTooBigRefusedOnHeader(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	s := rsNewServer(t, options{Limits: Limits{MaxMessageSize: limit, MessageTimeout: time.Hour, PingInterval: -1}})
+	c := rsRawWebSocket(t, s.addr)
+	p := s.peer(t)
+	// A masked text frame of limit+1 bytes (64-bit length), all-zero mask,
+	// and a few bytes of its payload; the rest never comes.
+	frame := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint64(frame[2:10], limit+1)
+	_, err := c.Write(append(frame, "[1,2,3]"...))
+	require.NoError(t, err)
+
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second))) // a hang fails
+	var head [4]byte
+	_, err = io.ReadFull(c, head[:])
+	require.NoError(t, err, "no close frame while the payload stalls")
+	require.Equal(t, byte(0x88), head[0], "a close frame")
+	require.Equal(t, websocket.StatusMessageTooBig, websocket.StatusCode(binary.BigEndian.Uint16(head[2:])))
+	<-p.Done()
+	require.ErrorIs(t, p.Err(), ErrMessageTooBig)
+	require.ErrorContains(t, p.Err(), "message too big")
 }
 
 // TestServerBytesBound: many connections each send one large request to a

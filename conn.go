@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -56,17 +57,27 @@ type transport interface {
 }
 
 // protocolError is a read that failed because the other side broke the
-// protocol: the peer closes with code and reason.
+// protocol or a limit: the peer closes with code and reason, and is, when
+// not nil, the sentinel the peer's error matches (errors.Is).
 type protocolError struct {
 	code   websocket.StatusCode
 	reason string
+	is     error
 }
 
 func (e *protocolError) Error() string { return "wsrpc: " + e.reason }
+func (e *protocolError) Unwrap() error { return e.is }
 
 // errBinary refuses a binary message: JSON-RPC over WebSocket is text
 // (RFC 6455 §7.4.1: 1003, a type of data the endpoint cannot accept).
-var errBinary = &protocolError{websocket.StatusUnsupportedData, "binary messages are not accepted: JSON-RPC is sent as text"}
+var errBinary = &protocolError{websocket.StatusUnsupportedData, "binary messages are not accepted: JSON-RPC is sent as text", nil}
+
+// errDeclaredTooBig refuses a message whose first frame's header declares
+// more than the limit (1009), before a byte of its payload is read.
+func errDeclaredTooBig(n, limit int64) error {
+	return &protocolError{websocket.StatusMessageTooBig,
+		fmt.Sprintf("message too big: a frame of %d bytes, over the limit of %d", n, limit), ErrMessageTooBig}
+}
 
 // errMessageTimeout is the cause of a peer closed because a message did not
 // finish arriving within Limits.MessageTimeout.
@@ -144,8 +155,11 @@ func (t *wsTransport) readBody(m *msgBuf, r io.Reader, reserve func(int64) error
 	n, fin, _, ok := t.frames.nextMessage()
 	switch {
 	case ok && n > t.maxMsg:
-		// coder/websocket refuses it (1009) as soon as it is read.
-		n = 0
+		// Refused on its header. coder/websocket would refuse it too,
+		// but only once it had read the limit's worth of its payload,
+		// uncharged: a stalled sender would hold that much per
+		// connection, outside every byte budget.
+		return errDeclaredTooBig(n, t.maxMsg)
 	case ok && fin && n == 0:
 	case ok && fin:
 		// One frame: the message is n bytes, read into a buffer of that

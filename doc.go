@@ -305,7 +305,8 @@
 //
 //   - MaxMessageSize 4 MiB: one incoming message. Past it the connection is
 //     closed with status 1009 and pending calls fail with an error wrapping
-//     [ErrMessageTooBig]. Outgoing messages over the limit are refused
+//     [ErrMessageTooBig]; a frame whose header declares more is refused
+//     before its payload is read. Outgoing messages over the limit are refused
 //     locally. (The transport's own default, 32 KiB, trips real payloads;
 //     tens of MiB invite memory exhaustion.)
 //   - MaxPeerBytes 4 × MaxMessageSize: the bytes of inbound messages one

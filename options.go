@@ -56,7 +56,9 @@ type Codec interface {
 type Limits struct {
 	// MaxMessageSize bounds one incoming message, and the messages this
 	// peer agrees to send. A peer that sends more is closed with status
-	// 1009. Default 4 MiB.
+	// 1009: on the frame header that declares it, when the frames are
+	// followed (always on accepted connections), before the payload is
+	// read. Default 4 MiB.
 	MaxMessageSize int64
 	// MaxBatch bounds the items of one incoming batch; a larger batch is
 	// answered with one CodeInvalidRequest error. Default 100.

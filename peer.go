@@ -359,8 +359,13 @@ func (p *Peer) fail(cause error) {
 // violation ends the peer because the other side broke a rule, closing
 // with code and reason so it can tell.
 func (p *Peer) violation(code websocket.StatusCode, reason string) {
+	p.violate(code, reason, fmt.Errorf("wsrpc: %s", reason))
+}
+
+// violate is violation with the cause the peer's error wraps.
+func (p *Peer) violate(code websocket.StatusCode, reason string, cause error) {
 	p.cfg.log.Warn("wsrpc: closing peer", "code", int(code), "reason", reason)
-	if p.shutdown(fmt.Errorf("wsrpc: %s", reason)) {
+	if p.shutdown(cause) {
 		// The closing handshake waits for the other side; callers run on
 		// one of the peer's own goroutines, which returns right after.
 		p.closeHandshake(code, reason)

@@ -384,7 +384,7 @@ func (p *Peer) route(buf *msgBuf) (work *inbound, kept, idle bool) {
 // readFailed ends the peer after a failed read.
 func (p *Peer) readFailed(err error) {
 	if v, ok := err.(*protocolError); ok {
-		p.violation(v.code, v.reason)
+		p.violate(v.code, v.reason, v)
 		return
 	}
 	p.fail(err)

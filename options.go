@@ -232,7 +232,13 @@ type ServerOptions struct {
 	// OnConnect runs when a peer is connected. The peer reads already, so
 	// OnConnect may call it (with any context) to ask who it is; the
 	// requests and notifications the other side sends wait until
-	// OnConnect has returned.
+	// OnConnect has returned, in their queues. Past MaxQueued requests
+	// are answered CodeServerBusy and reading goes on; past
+	// MaxNotifications reading stops, so an answer sent after more
+	// notifications than that does not arrive while OnConnect waits: its
+	// call ends with its context, or after WriteTimeout the connection is
+	// closed with 1008 (see MaxNotifications). Give OnConnect's calls a
+	// deadline.
 	OnConnect func(p *Peer)
 	// OnDisconnect runs when a peer has ended and all its goroutines have
 	// returned.

@@ -194,6 +194,51 @@ func TestCallFromOnConnect(t *testing.T) {
 	}
 }
 
+// TestOnConnectAnswerBehindNotifications: the client answers OnConnect's
+// call after more notifications than MaxNotifications. They wait for
+// OnConnect in their queue, which fills, so reading stops before the
+// answer: OnConnect's call ends with its context (as OnConnect's
+// doc says), and then the connection goes on: every notification is
+// served, in order, and the client's next call is answered. (Reported by
+// a hostile-client test this session as a deadlock; with a context
+// without deadline the connection is closed with 1008 after WriteTimeout,
+// as MaxNotifications says.)
+func TestOnConnectAnswerBehindNotifications(t *testing.T) {
+	t.Parallel()
+	const queue, sent = 4, 6
+	served := make(chan int, sent)
+	m := NewMethods()
+	Register(m, "n", func(_ context.Context, p [1]int) (struct{}, error) {
+		served <- p[0]
+		return struct{}{}, nil
+	})
+	Register(m, "hello", func(context.Context, any) (string, error) { return "hello", nil })
+	onConnectErr := make(chan error, 1)
+	s := appServe(t, &options{Methods: m, Limits: Limits{MaxNotifications: queue}, OnConnect: func(p *Peer) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := Call[string](ctx, p, "client.name", nil)
+		onConnectErr <- err
+	}})
+	cm := NewMethods()
+	Register(cm, "client.name", func(ctx context.Context, _ any) (string, error) {
+		for i := range sent {
+			if err := PeerFromContext(ctx).Notify(ctx, "n", [1]int{i}); err != nil {
+				return "", err
+			}
+		}
+		return "ada", nil
+	})
+	c := appDial(t, s.ws, &options{Methods: cm})
+	require.ErrorIs(t, rsWait(t, onConnectErr, "OnConnect's call"), context.DeadlineExceeded)
+	for i := range sent {
+		require.Equal(t, i, rsWait(t, served, "a notification"))
+	}
+	got, err := Call[string](context.Background(), c, "hello", nil)
+	require.NoError(t, err)
+	require.Equal(t, "hello", got)
+}
+
 // TestBroadcastReachesJustConnected: a client whose handshake has completed
 // gets every broadcast started after that, even one that races the
 // server's bookkeeping of the new peer. On e64ff61 the 101 went out before

@@ -167,9 +167,9 @@ func (p *Peer) release() { <-p.slots }
 // completed or ctx ends. On a nil return, c's slots hold the outcomes and the
 // caller owns c; on an error, c has been recycled.
 func (p *Peer) send(ctx context.Context, c *call) error {
-	if int64(len(c.buf)) > p.cfg.MaxMessageSize {
-		p.putCall(c)
-		return fmt.Errorf("%w: request of %d bytes exceeds the limit of %d", ErrMessageTooBig, len(c.buf), p.cfg.MaxMessageSize)
+	if n := len(c.buf); int64(n) > p.cfg.MaxMessageSize {
+		p.putCall(c) // c may be another caller's from here on
+		return fmt.Errorf("%w: request of %d bytes exceeds the limit of %d", ErrMessageTooBig, n, p.cfg.MaxMessageSize)
 	}
 	if err := ctx.Err(); err != nil {
 		p.putCall(c) // ended before anything was sent
@@ -212,7 +212,12 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 		if act, _ := p.roleStep(evCallerWants, 0, nil); act == actRead {
 			// Caller mode first: an interrupt outside it does nothing,
 			// and AfterFunc runs at once if ctx has ended already.
-			p.conn.callerMode(true)
+			if !p.conn.callerMode(true) {
+				// The stream stands inside a frame: a reader reads it,
+				// and this caller waits below.
+				p.roleStep(evCallerWork, 0, nil)
+				break
+			}
 			stop := context.AfterFunc(ctx, p.conn.interrupt)
 			p.readFor(c, true)
 			stop()

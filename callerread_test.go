@@ -207,3 +207,52 @@ func TestLapseAfterRunOfCalls(t *testing.T) {
 		require.Zero(t, shift)
 	})
 }
+
+// TestCallerReadsBetweenLargeNotifications: a dialed client calls with
+// contexts that can end (so it reads its answers in caller mode) while the
+// server sends it notifications of 8 KiB, longer than coder/websocket's
+// read buffer. Every call gets its own answer and every notification
+// arrives. Until this session the client parsed the middle of such a
+// frame as a header and failed within a few calls ("received header with
+// unexpected rsv bits set"); with context.Background it did not.
+func TestCallerReadsBetweenLargeNotifications(t *testing.T) {
+	t.Parallel()
+	const notes, size = 600, 8 << 10
+	m := NewMethods()
+	Register(m, "echo", func(_ context.Context, p [1]int) (int, error) { return p[0], nil })
+	connected := make(chan *Peer, 1)
+	s := appServe(t, &options{Methods: m, OnConnect: func(p *Peer) { connected <- p }})
+	got := make(chan int, notes)
+	cm := NewMethods()
+	Register(cm, "tick", func(_ context.Context, p [2]any) (struct{}, error) {
+		got <- int(p[0].(float64))
+		return struct{}{}, nil
+	})
+	c := appDial(t, s.ws, &options{Methods: cm})
+	sp := rsWait(t, connected, "the server's peer")
+	sent := make(chan error, 1)
+	go func() {
+		pad := strings.Repeat("x", size)
+		for i := range notes {
+			if err := sp.Notify(context.Background(), "tick", [2]any{i, pad}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n, err := Call[int](ctx, c, "echo", [1]int{i})
+		cancel()
+		require.NoError(t, err, "call %d", i)
+		require.Equal(t, i, n)
+		if i >= 50 && len(sent) > 0 {
+			break
+		}
+	}
+	require.NoError(t, <-sent)
+	for i := range notes {
+		require.Equal(t, i, rsWait(t, got, "a notification"))
+	}
+}

@@ -34,9 +34,11 @@ type transport interface {
 	// interruptible reports whether a read can be stopped between
 	// messages: then a caller whose context can end may read, in caller
 	// mode (callerMode), and interrupt stops its read, which then fails
-	// with an error that is errReadStopped.
+	// with an error that is errReadStopped. callerMode(true) reports
+	// whether caller mode is on: not while the stream stands inside a
+	// frame, whose start the transport has already taken in.
 	interruptible() bool
-	callerMode(on bool)
+	callerMode(on bool) bool
 	interrupt()
 	// writeMessage writes b as one text message.
 	writeMessage(b []byte) error
@@ -189,9 +191,9 @@ func (t *wsTransport) holdTimer(on bool) { t.msgWatch.hold(on) }
 
 func (t *wsTransport) wholeAhead() bool { return t.frames != nil && t.frames.wholeAhead() }
 
-func (t *wsTransport) interruptible() bool { return t.frames != nil }
-func (t *wsTransport) callerMode(on bool)  { t.frames.setCaller(on) }
-func (t *wsTransport) interrupt()          { t.frames.interrupt() }
+func (t *wsTransport) interruptible() bool     { return t.frames != nil }
+func (t *wsTransport) callerMode(on bool) bool { return t.frames.setCaller(on) }
+func (t *wsTransport) interrupt()              { t.frames.interrupt() }
 
 // errReadStopped reports whether err is a read stopped on purpose in
 // caller mode (interrupted, or a frame left to a reader): nothing was
@@ -344,10 +346,10 @@ func (p *pipeEnd) writeMessage(b []byte) error {
 	}
 }
 
-func (p *pipeEnd) holdTimer(bool)      {}
-func (p *pipeEnd) interruptible() bool { return false }
-func (p *pipeEnd) callerMode(bool)     {}
-func (p *pipeEnd) interrupt()          {}
+func (p *pipeEnd) holdTimer(bool)       {}
+func (p *pipeEnd) interruptible() bool  { return false }
+func (p *pipeEnd) callerMode(bool) bool { return false }
+func (p *pipeEnd) interrupt()           {}
 
 func (p *pipeEnd) ping(ctx context.Context) error {
 	if !p.peer.deaf.Load() {

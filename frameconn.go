@@ -103,9 +103,13 @@ type frameConn struct {
 	// interrupted, and the read deadline, by cmu.
 	held    []byte
 	heldOff int
-	rerr    error // a read error kept until held is returned
-	caller  atomic.Bool
-	cmu     sync.Mutex
+	// ready: bytes at held[heldOff:] of whole frames already being
+	// returned, which a short p left; they go out before anything is
+	// parsed again.
+	ready  int
+	rerr   error // a read error kept until held is returned
+	caller atomic.Bool
+	cmu    sync.Mutex
 	// interrupted: interrupt set the read deadline in the past; the
 	// next timeout is ours.
 	interrupted bool
@@ -217,11 +221,23 @@ var aLongTimeAgo = time.Unix(1, 0)
 // setCaller enters caller mode (true) or leaves it. Only the goroutine
 // that reads calls it, between reads. Leaving clears an interrupt that
 // came too late to stop anything.
-func (c *frameConn) setCaller(on bool) {
+//
+// Entering reports whether caller mode is on. It is not when the bytes
+// passed on so far end inside a frame (or a fragmented message), or when
+// bytes read ahead are left that a reader took some of: coder/websocket's
+// buffer then holds the start of a frame whose rest callerRead would take
+// for a new frame, and a read stopped inside it would leave
+// coder/websocket in the middle of a frame.
+func (c *frameConn) setCaller(on bool) bool {
 	if on {
+		if c.hn > 0 || c.remain > 0 || c.inMsg || c.head || c.lost.Load() || c.err != nil ||
+			c.ready > 0 || c.heldOff < len(c.held) {
+			return false
+		}
 		c.caller.Store(true)
-		return
+		return true
 	}
+	c.ready = 0 // a reader takes what is held as it comes
 	c.cmu.Lock()
 	c.caller.Store(false)
 	if c.interrupted {
@@ -229,6 +245,7 @@ func (c *frameConn) setCaller(on bool) {
 		c.Conn.SetReadDeadline(time.Time{})
 	}
 	c.cmu.Unlock()
+	return false
 }
 
 // interrupt stops a read in caller mode: the blocked Read returns
@@ -267,12 +284,17 @@ func (c *frameConn) callerRead(p []byte) (int, error) {
 		c.pre = nil
 	}
 	for {
+		if c.ready > 0 {
+			n := copy(p, c.held[c.heldOff:c.heldOff+c.ready])
+			c.ready -= n
+			c.consumeHeld(n)
+			return n, nil
+		}
 		whole, refuse, need := wholeFrames(c.held[c.heldOff:])
 		switch {
 		case whole > 0:
-			n := copy(p, c.held[c.heldOff:c.heldOff+whole])
-			c.consumeHeld(n)
-			return n, nil
+			c.ready = whole
+			continue
 		case c.rerr != nil:
 			err := c.rerr
 			c.rerr = nil

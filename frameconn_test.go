@@ -1129,3 +1129,54 @@ func TestFrameConnWholeAheadWhileAnotherReads(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameConnCallerShortReads: in caller mode, whole frames longer than
+// the reader's buffer (coder/websocket reads through a 4 KiB one) are
+// returned over several Reads, byte for byte, and what follows them is
+// parsed from its own start. Until this session the rest of such a frame
+// was parsed again as if a frame started there: a dialed client calling
+// with a context that can end failed on notifications of 4 to 64 KiB
+// ("received header with unexpected rsv bits set").
+func TestFrameConnCallerShortReads(t *testing.T) {
+	stream := fcEncode(fcFrame{fin: true, op: 1, n: 10000}, fcFrame{fin: true, op: 9, n: 5}, fcFrame{fin: true, op: 1, n: 5000})
+	for _, size := range []int{1, 7, 4096, 1 << 16} {
+		fc := newFrameConn(&fcScript{data: stream, sizes: []int{size}}, nil, false)
+		require.True(t, fc.setCaller(true))
+		var got []byte
+		p := make([]byte, 4096)
+		for len(got) < len(stream) {
+			n, err := fc.Read(p)
+			require.NoError(t, err, "read size %d after %d bytes", size, len(got))
+			got = append(got, p[:n]...)
+		}
+		require.Equal(t, stream, got, "read size %d", size)
+		fc.setCaller(false)
+	}
+}
+
+// TestFrameConnCallerNotInsideFrame: caller mode is refused while the
+// bytes passed on end inside a frame, or while bytes read ahead are left
+// that a reader took some of; it is granted at a frame's end.
+func TestFrameConnCallerNotInsideFrame(t *testing.T) {
+	stream := fcEncode(fcFrame{fin: true, op: 1, n: 100}, fcFrame{fin: true, op: 1, n: 100})
+	fc := newFrameConn(&fcScript{data: stream, sizes: []int{50, 52, 200}}, nil, false)
+	p := make([]byte, 200)
+	n, err := fc.Read(p[:50])
+	require.NoError(t, err)
+	require.Equal(t, 50, n)
+	require.False(t, fc.setCaller(true), "inside the first frame")
+	n, err = fc.Read(p[:52])
+	require.NoError(t, err)
+	require.Equal(t, 52, n)
+	require.True(t, fc.setCaller(true), "at the first frame's end")
+	// Caller mode reads the second frame ahead; a reader takes part of it.
+	n, err = fc.Read(p[:10])
+	require.NoError(t, err)
+	require.Equal(t, 10, n)
+	fc.setCaller(false)
+	require.False(t, fc.setCaller(true), "inside the second frame")
+	rest, err := io.ReadAll(fc)
+	require.NoError(t, err)
+	require.Len(t, rest, len(stream)-102-10)
+	require.True(t, fc.setCaller(true), "at the end of the stream")
+}

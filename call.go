@@ -213,9 +213,10 @@ func (p *Peer) send(ctx context.Context, c *call) error {
 			// Caller mode first: an interrupt outside it does nothing,
 			// and AfterFunc runs at once if ctx has ended already.
 			if !p.conn.callerMode(true) {
-				// The stream stands inside a frame: a reader reads it,
-				// and this caller waits below.
-				p.roleStep(evCallerWork, 0, nil)
+				// The stream stands inside a frame: as when readFor's
+				// read stops, a reader takes over (this call is
+				// pending) and the caller waits below.
+				p.roleStep(evCallerDone, 0, nil)
 				break
 			}
 			stop := context.AfterFunc(ctx, p.conn.interrupt)

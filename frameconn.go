@@ -230,8 +230,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // coder/websocket in the middle of a frame.
 func (c *frameConn) setCaller(on bool) bool {
 	if on {
+		// (ready is 0 outside caller mode: held[heldOff:] holds it.)
 		if c.hn > 0 || c.remain > 0 || c.inMsg || c.head || c.lost.Load() || c.err != nil ||
-			c.ready > 0 || c.heldOff < len(c.held) {
+			c.heldOff < len(c.held) {
 			return false
 		}
 		c.caller.Store(true)
